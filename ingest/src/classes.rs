@@ -1,0 +1,1 @@
+//! Placeholder; real class list code follows.

@@ -1,0 +1,1 @@
+//! Placeholder; format dispatch follows.
