@@ -18,14 +18,17 @@ pub fn sniff_compression(head: &[u8]) -> Compression {
     match head {
         [0x1f, 0x8b, ..] => Compression::Gzip,
         // zlib: CMF 0x78 (deflate, 32K window) and a header checksum that is a multiple of 31.
-        [0x78, flg, ..] if (0x78u16 * 256 + u16::from(*flg)) % 31 == 0 => Compression::Zlib,
+        [0x78, flg, ..] if (0x78u16 * 256 + u16::from(*flg)).is_multiple_of(31) => Compression::Zlib,
         _ => Compression::None,
     }
 }
 
 /// Wraps `reader` in a decompressor when its first bytes say it is compressed.
 /// `allow_zlib` is off for tar-like formats, whose first byte is a file name (`x...`).
-pub fn open_stream<R: Read + Send + 'static>(reader: R, allow_zlib: bool) -> io::Result<(Box<dyn Read + Send>, Compression)> {
+pub fn open_stream<R: Read + Send + 'static>(
+    reader: R,
+    allow_zlib: bool,
+) -> io::Result<(Box<dyn Read + Send>, Compression)> {
     let mut buffered = BufReader::with_capacity(STREAM_BUFFER_BYTES, reader);
     let head = buffered.fill_buf()?;
     let compression = match sniff_compression(head) {
@@ -34,8 +37,12 @@ pub fn open_stream<R: Read + Send + 'static>(reader: R, allow_zlib: bool) -> io:
     };
     let stream: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(buffered),
-        Compression::Gzip => Box::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, flate2::bufread::MultiGzDecoder::new(buffered))),
-        Compression::Zlib => Box::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, flate2::bufread::ZlibDecoder::new(buffered))),
+        Compression::Gzip => {
+            Box::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, flate2::bufread::MultiGzDecoder::new(buffered)))
+        }
+        Compression::Zlib => {
+            Box::new(BufReader::with_capacity(STREAM_BUFFER_BYTES, flate2::bufread::ZlibDecoder::new(buffered)))
+        }
     };
     Ok((stream, compression))
 }

@@ -8,13 +8,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {}", path.display())]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {}", path.display())]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing Parquet {}", path.display())]
-    Parquet { path: PathBuf, #[source] source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     #[error("building Arrow batch for {}", path.display())]
-    Arrow { path: PathBuf, #[source] source: arrow_schema::ArrowError },
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
     #[error("{}: {reason}", path.display())]
     BadManifest { path: PathBuf, reason: String },
     #[error("{}: line {line}: {reason}", path.display())]

@@ -29,12 +29,7 @@ pub enum RawLabel {
 #[derive(Debug, Clone)]
 pub enum RawPayload {
     /// An image with its key, member path and label already known (tar-like formats, CIFAR).
-    Image {
-        key: String,
-        path: Option<String>,
-        bytes: Vec<u8>,
-        label: RawLabel,
-    },
+    Image { key: String, path: Option<String>, bytes: Vec<u8>, label: RawLabel },
     /// A TFRecord payload (a serialized `tf.train.Example`) whose data CRC has not been
     /// checked yet; `masked_data_crc` is the stored (masked) CRC32C of `data`.
     TfRecord { data: Vec<u8>, masked_data_crc: u32 },

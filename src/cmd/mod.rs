@@ -1,0 +1,49 @@
+//! One module per subcommand: clap `*Args`, converted into the library's config in one
+//! function that destructures them exhaustively, then a call into the library.
+
+pub mod demo;
+pub mod ingest;
+mod progress;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Convert image shards (ImageNet-21k tars, TFRecord, WebDataset, tar, folder, CIFAR) into a bitkit Parquet dataset
+    Ingest(Box<ingest::IngestArgs>),
+    /// Run the chain end to end on a built-in synthetic dataset
+    Demo(demo::DemoArgs),
+}
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Finished, but some input records were rejected.
+    CompletedWithRejects,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::CompletedWithRejects => 3,
+        }
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Ingest(args) => ingest::run(*args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Prints one JSON object on stdout (the `--json` contract).
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `bitkit` binary on generated fixtures (one test binary, as
+//! ripgrep's `tests/tests.rs`).
+
+#![allow(clippy::print_stderr, clippy::print_stdout)]
+mod util;
+
+mod cli;
+mod ingest_formats;
+mod ingest_hostile;
+mod ingest_resume;
+mod interop;
