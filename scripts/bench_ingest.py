@@ -51,6 +51,9 @@ def main():
             for rep in range(a.repeat):
                 for who in ("peer", "bitkit"):
                     out = os.path.join(tmp, f"{who}-{fmt}-{rep}")
+                    # Start each run with no dirty pages of the previous one pending writeback.
+                    os.sync()
+                    time.sleep(0.5)
                     if who == "peer":
                         r = run_json([sys.executable, os.path.join(SHARED, "peer_ingest.py"), fmt, src, out,
                                       "--workers", str(a.workers)])

@@ -9,6 +9,11 @@ mod cmd;
 use clap::Parser;
 use std::process::ExitCode;
 
+// glibc's malloc returns big freed blocks to the kernel and faults fresh zeroed pages for the
+// next ones: a quarter of ingest's CPU time went to page faults. mimalloc keeps and reuses them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "bitkit", version, about = "Data toolkit for Big Transfer (BiT) pre-training and transfer", long_about = None)]
 #[command(

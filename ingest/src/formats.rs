@@ -67,7 +67,8 @@ impl Default for TfRecordKeys {
 /// What [`decode_raw`] needs besides the record.
 #[derive(Debug, Clone)]
 pub struct DecodeContext {
-    pub classes: Option<ClassList>,
+    /// Shared by every shard's context (ImageNet-21k: 21,843 names, 21,841 shards).
+    pub classes: Option<std::sync::Arc<ClassList>>,
     pub tfrecord: TfRecordKeys,
     /// Shard name, used in TFRecord keys (`<shard>/<index>`).
     pub shard_name: String,
@@ -256,7 +257,8 @@ mod tests {
     fn context(classes: Option<&[&str]>) -> DecodeContext {
         DecodeContext {
             classes: classes
-                .map(|c| ClassList::try_from_names(c.iter().map(|s| s.to_string()).collect()).expect("unique")),
+                .map(|c| ClassList::try_from_names(c.iter().map(|s| s.to_string()).collect()).expect("unique"))
+                .map(std::sync::Arc::new),
             tfrecord: TfRecordKeys::default(),
             shard_name: "train.tfrecord-00000-of-00001".into(),
         }

@@ -2,19 +2,22 @@
 //! resumable, deterministic.
 //!
 //! ```text
-//!  reader threads (R)          rayon pool (workers)            writer (caller's thread)
-//!  shard k: frame records ──▶  decode_raw: CRC, Example,  ──▶  rows in input order → part files
-//!  bounded channel per shard   labels; probe; blake3;          rejects → rejects.jsonl
-//!  (taken in shard order)      optional re-encode              state committed per part
+//!  reader threads (R)                                    writer (caller's thread)
+//!  shard k: frame; decode_raw (CRC, Example, labels);  ──▶  rows in input order → part files
+//!  probe; blake3 — bounded channel per shard               rejects → rejects.jsonl
+//!  (taken in shard order, at most R shards ahead)          state committed per part
+//!      └ --max-side: framed records are processed on a rayon pool instead (order kept)
 //! ```
 //! - Order: readers take shards in order; the processor drains shard k's channel completely
-//!   before shard k+1's, and processes each chunk with an order-preserving parallel map. Output
-//!   does not depend on thread count or timing.
-//! - Memory: every channel is bounded; a chunk holds at most [`CHUNK_RECORDS`] records or
+//!   before shard k+1's (with `--max-side`, mapping each chunk in parallel, order-preserving).
+//!   Output does not depend on thread count or timing.
+//! - Memory: every channel is bounded and readers stay within R shards of the one being
+//!   drained ([`ShardWindow`]); a chunk holds at most [`CHUNK_RECORDS`] records or
 //!   [`CHUNK_BYTES`] of payload (or one record of up to `max_record_bytes`). Peak ≈
-//!   (3R + 3) × CHUNK_BYTES + the writer's batch (16 MiB) + one row group
-//!   (`row_group_bytes`) + one `max_record_bytes` record — about 250 MiB with the defaults
-//!   and R = 4, whatever the size of a shard or inner tar.
+//!   (3R + 3) × CHUNK_BYTES + 2 × 16 MiB (the writer's pending rows and their Arrow batch) +
+//!   one row group (`row_group_bytes`) + one `max_record_bytes` record, with R = min(workers,
+//!   16, shards) readers: about 230 MiB with the defaults on 2 cores, whatever the size of a
+//!   shard or inner tar.
 //! - Durability: parts are written under temporary names and renamed when whole
 //!   ([`crate::dataset::writer`]). After each part, `.ingest-state.json` records the parts,
 //!   rejects, per-shard counts and the position (shard, records consumed). A re-run of the same
@@ -37,7 +40,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Records per chunk passed between stages.
 pub const CHUNK_RECORDS: usize = 256;
@@ -46,7 +49,7 @@ pub const CHUNK_BYTES: u64 = 8 << 20;
 /// Chunks buffered per channel.
 const CHANNEL_CHUNKS: usize = 2;
 /// Reader threads at most: framing is cheap; more readers only help on slow storage.
-const MAX_READERS: usize = 4;
+const MAX_READERS: usize = 16;
 /// Pillow refuses images above 2 × 89,478,485 pixels as decompression bombs; so do we.
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 /// Where the resume state lives inside the output directory.
@@ -197,10 +200,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// A batch of framed records of one shard.
+/// A batch of records of one shard: processed by the reader itself when processing is cheap
+/// (probe + hash run at GB/s; a hand-off per record would cost more than the work), framed
+/// only when `--max-side` makes it expensive (then the rayon pool processes it).
 struct Chunk {
-    items: Vec<Result<RawRecord, RecordError>>,
+    items: Vec<Item>,
     end: bool,
+}
+
+enum Item {
+    Framed(Result<RawRecord, RecordError>),
+    Processed(Outcome),
 }
 
 /// A processed item, in input order.
@@ -232,7 +242,8 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
         })?;
     }
     let plan = plan_shards(config.format, &config.inputs)?;
-    let classes = derive_classes(config.format, &plan, config.classes_file.as_deref(), &config.tfrecord.label_key)?;
+    let classes =
+        derive_classes(config.format, &plan, config.classes_file.as_deref(), &config.tfrecord.label_key)?.map(Arc::new);
     let shards_total = plan.shards.len();
     let local: Vec<ShardSpec> = match config.split {
         Some(split) => plan.shards[split.range(shards_total)].to_vec(),
@@ -244,7 +255,7 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
         (None, None) => "none",
     };
     let out_config = output_config(config, shards_total, classes_origin);
-    let fingerprint = fingerprint(&out_config, &local, classes.as_ref());
+    let fingerprint = fingerprint(&out_config, &local, classes.as_deref());
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(|source| Error::Write { path: out.clone(), source })?;
 
@@ -341,11 +352,16 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
         }
         let senders = Arc::new(senders);
         let next_shard = Arc::new(AtomicUsize::new(0));
-        let readers = config.workers.clamp(1, MAX_READERS).min(todo.len().max(1));
+        let window = Arc::new(ShardWindow::new(readers_for(config, todo.len())));
+        let readers = readers_for(config, todo.len());
         for _ in 0..readers {
-            let (senders, next_shard, abort, todo) = (senders.clone(), next_shard.clone(), abort.clone(), &todo);
+            let (senders, next_shard, abort, todo, window) =
+                (senders.clone(), next_shard.clone(), abort.clone(), &todo, window.clone());
             let root = plan.root.as_path();
-            scope.spawn(move || read_shards(config, root, todo, start.items, &senders, &next_shard, &abort));
+            let classes = classes.clone();
+            scope.spawn(move || {
+                read_shards(config, root, todo, start.items, classes, &senders, &next_shard, &window, &abort, progress)
+            });
         }
 
         // Stage 2: parallel decode / probe / hash, order-preserving.
@@ -356,9 +372,10 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
             .build()
             .map_err(|e| Error::Config(format!("cannot start {} worker threads: {e}", config.workers)))?;
         {
-            let (abort, todo, classes) = (abort.clone(), &todo, classes.clone());
-            scope
-                .spawn(move || process_shards(config, todo, receivers, classes, &pool, processed_tx, &abort, progress));
+            let (abort, todo, classes, window) = (abort.clone(), &todo, classes.clone(), window.clone());
+            scope.spawn(move || {
+                process_shards(config, todo, receivers, classes, &pool, processed_tx, &window, &abort, progress)
+            });
         }
 
         // Stage 3: the writer, here.
@@ -417,6 +434,48 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
     Ok(summary)
 }
 
+fn readers_for(config: &IngestConfig, shards: usize) -> usize {
+    config.workers.clamp(1, MAX_READERS).min(shards.max(1))
+}
+
+/// Readers may work at most `width` shards ahead of the shard being drained: with many small
+/// shards (a 21k-synset tar directory) every shard fits its channel, and without this bound the
+/// readers would buffer the whole input.
+struct ShardWindow {
+    drained: Mutex<usize>,
+    moved: Condvar,
+    width: usize,
+}
+
+impl ShardWindow {
+    fn new(width: usize) -> Self {
+        ShardWindow { drained: Mutex::new(0), moved: Condvar::new(), width: width.max(1) }
+    }
+
+    /// Blocks until shard `k` is inside the window; false when the run is aborted.
+    fn wait_for(&self, k: usize, abort: &AtomicBool) -> bool {
+        let Ok(mut drained) = self.drained.lock() else { return false };
+        while k >= *drained + self.width {
+            if abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            drained = match self.moved.wait_timeout(drained, std::time::Duration::from_millis(50)) {
+                Ok((guard, _)) => guard,
+                Err(_) => return false,
+            };
+        }
+        !abort.load(Ordering::Relaxed)
+    }
+
+    /// The processor now drains shard `k`.
+    fn advance(&self, k: usize) {
+        if let Ok(mut drained) = self.drained.lock() {
+            *drained = k;
+            self.moved.notify_all();
+        }
+    }
+}
+
 /// Removes temporaries and parts beyond the committed ones (a crash between a part's rename
 /// and the state update leaves such a part; it is rewritten identically).
 fn remove_stale_parts(out: &Path, committed: usize) -> Result<()> {
@@ -436,19 +495,25 @@ fn remove_stale_parts(out: &Path, committed: usize) -> Result<()> {
     Ok(())
 }
 
-/// Reader thread: takes shards in order, frames records, sends chunks.
+/// Reader thread: takes shards in order, frames records (and processes them unless
+/// `--max-side` is on), sends chunks.
+#[allow(clippy::too_many_arguments)]
 fn read_shards(
     config: &IngestConfig,
     root: &Path,
     todo: &[ShardSpec],
     first_shard_skip: u64,
+    classes: Option<Arc<ClassList>>,
     senders: &[Mutex<Option<Sender<Chunk>>>],
     next_shard: &AtomicUsize,
+    window: &ShardWindow,
     abort: &AtomicBool,
+    progress: &Progress,
 ) {
+    let process_here = config.reencode.is_none();
     loop {
         let k = next_shard.fetch_add(1, Ordering::Relaxed);
-        if k >= todo.len() || abort.load(Ordering::Relaxed) {
+        if k >= todo.len() || !window.wait_for(k, abort) {
             return;
         }
         let Some(tx) = senders[k].lock().ok().and_then(|mut s| s.take()) else { return };
@@ -456,10 +521,12 @@ fn read_shards(
         let mut reader = match open_shard(config.format, &todo[k], root, &config.reader) {
             Ok(reader) => reader,
             Err(error) => {
-                let _ = tx.send(Chunk { items: vec![Err(error)], end: true });
+                let _ = tx.send(Chunk { items: vec![Item::Framed(Err(error))], end: true });
                 continue;
             }
         };
+        let context = shard_context(config, &todo[k], classes.clone());
+        let source: Arc<str> = Arc::from(todo[k].source.as_str());
         let mut items = Vec::with_capacity(CHUNK_RECORDS);
         let mut bytes = 0u64;
         let mut consumed = 0u64;
@@ -471,7 +538,11 @@ fn read_shards(
             if let Ok(raw) = &item {
                 bytes += payload_len(raw);
             }
-            items.push(item);
+            items.push(if process_here {
+                Item::Processed(process_item(item, config, &context, &source, progress))
+            } else {
+                Item::Framed(item)
+            });
             if items.len() >= CHUNK_RECORDS || bytes >= CHUNK_BYTES {
                 if abort.load(Ordering::Relaxed)
                     || tx.send(Chunk { items: std::mem::take(&mut items), end: false }).is_err()
@@ -500,18 +571,16 @@ fn process_shards(
     config: &IngestConfig,
     todo: &[ShardSpec],
     receivers: Vec<Receiver<Chunk>>,
-    classes: Option<ClassList>,
+    classes: Option<Arc<ClassList>>,
     pool: &rayon::ThreadPool,
     out: Sender<ProcessedChunk>,
+    window: &ShardWindow,
     abort: &AtomicBool,
     progress: &Progress,
 ) {
     for (k, (rx, shard)) in receivers.into_iter().zip(todo).enumerate() {
-        let context = DecodeContext {
-            classes: classes.clone(),
-            tfrecord: config.tfrecord.clone(),
-            shard_name: shard.stem_for_keys(),
-        };
+        window.advance(k);
+        let context = shard_context(config, shard, classes.clone());
         let source: Arc<str> = Arc::from(shard.source.as_str());
         loop {
             if abort.load(Ordering::Relaxed) {
@@ -520,13 +589,15 @@ fn process_shards(
             // A reader that died without sending `end` leaves a closed channel: treat as end.
             let chunk = rx.recv().unwrap_or(Chunk { items: Vec::new(), end: true });
             let end = chunk.end;
-            let outcomes: Vec<Outcome> = pool.install(|| {
-                chunk
-                    .items
-                    .into_par_iter()
-                    .map(|item| process_item(item, config, &context, &source, progress))
-                    .collect()
-            });
+            let process = |item: Item| match item {
+                Item::Processed(outcome) => outcome,
+                Item::Framed(item) => process_item(item, config, &context, &source, progress),
+            };
+            let outcomes: Vec<Outcome> = if chunk.items.iter().any(|i| matches!(i, Item::Framed(Ok(_)))) {
+                pool.install(|| chunk.items.into_par_iter().map(process).collect())
+            } else {
+                chunk.items.into_iter().map(process).collect()
+            };
             if out.send(ProcessedChunk { shard: k, outcomes, end }).is_err() {
                 return;
             }
@@ -536,6 +607,10 @@ fn process_shards(
             }
         }
     }
+}
+
+fn shard_context(config: &IngestConfig, shard: &ShardSpec, classes: Option<Arc<ClassList>>) -> DecodeContext {
+    DecodeContext { classes, tfrecord: config.tfrecord.clone(), shard_name: shard.stem_for_keys() }
 }
 
 impl ShardSpec {
