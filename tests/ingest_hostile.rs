@@ -104,3 +104,18 @@ fn an_unreadable_shard_is_reported_and_the_others_go_on() {
     assert_eq!(rejects.len(), 1, "{rejects:?}");
     assert_eq!(rejects[0].source, "train.tfrecord-00001-of-00002.broken");
 }
+
+#[test]
+fn a_garbage_flat_tar_does_not_stop_the_class_scan_or_the_other_shards() {
+    let t = TestDir::new();
+    let set = fx::synthetic_set(2, 3, 14);
+    std::fs::create_dir_all(t.path("in")).expect("mkdir");
+    fx::write_flat_tar(&t.path("in/a.tar"), &set).expect("fixtures");
+    std::fs::write(t.path("in/b.tar"), vec![0x5a; 5000]).expect("write");
+    let run = t.bitkit(&["ingest", "--format", "tar", "in", "--out", "ds", "--json"]).expect_code(3);
+    assert_eq!(run.json()["records_written"], 6);
+    let rejects = rejects(&t.path("ds"));
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0].source, "b.tar");
+    assert_eq!(manifest(&t.path("ds")).classes.as_deref(), Some(set.classes.as_slice()));
+}

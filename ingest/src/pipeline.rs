@@ -11,12 +11,12 @@
 //! - Order: readers take shards in order; the processor drains shard k's channel completely
 //!   before shard k+1's (with `--max-side`, mapping each chunk in parallel, order-preserving).
 //!   Output does not depend on thread count or timing.
-//! - Memory: every channel is bounded and readers stay within R shards of the one being
+//! - Memory: every channel is bounded and readers stay within 2R shards of the one being
 //!   drained ([`ShardWindow`]); a chunk holds at most [`CHUNK_RECORDS`] records or
 //!   [`CHUNK_BYTES`] of payload (or one record of up to `max_record_bytes`). Peak ≈
-//!   (3R + 3) × CHUNK_BYTES + 2 × 16 MiB (the writer's pending rows and their Arrow batch) +
+//!   (6R + 3) × CHUNK_BYTES + 2 × 2 MiB (the writer's pending rows and their Arrow batch) +
 //!   one row group (`row_group_bytes`) + one `max_record_bytes` record, with R = min(workers,
-//!   16, shards) readers: about 230 MiB with the defaults on 2 cores, whatever the size of a
+//!   16, shards) readers: about 250 MiB with the defaults on 2 cores, whatever the size of a
 //!   shard or inner tar.
 //! - Durability: parts are written under temporary names and renamed when whole
 //!   ([`crate::dataset::writer`]). After each part, `.ingest-state.json` records the parts,
@@ -352,7 +352,7 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
         }
         let senders = Arc::new(senders);
         let next_shard = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new(ShardWindow::new(readers_for(config, todo.len())));
+        let window = Arc::new(ShardWindow::new(2 * readers_for(config, todo.len())));
         let readers = readers_for(config, todo.len());
         for _ in 0..readers {
             let (senders, next_shard, abort, todo, window) =

@@ -265,8 +265,15 @@ pub fn derive_classes(
         Format::Tar => {
             let mut names = Vec::new();
             for shard in &plan.shards {
-                let members =
-                    list_members(&shard.path).map_err(|source| Error::Read { path: shard.path.clone(), source })?;
+                // A shard that cannot be listed is not fatal here: its reader reports it as a
+                // reject later, and the other shards go on.
+                let members = match list_members(&shard.path) {
+                    Ok(members) => members,
+                    Err(e) => {
+                        tracing::warn!("{}: cannot list members for the class list: {e}", shard.path.display());
+                        continue;
+                    }
+                };
                 names.extend(members.iter().filter_map(|m| {
                     let parent = m.name.trim_end_matches('/').rsplit_once('/')?.0;
                     Some(parent.rsplit('/').next().unwrap_or(parent).to_string())

@@ -34,8 +34,9 @@ use std::sync::Arc;
 
 /// Rows handed to the Arrow writer at once (or fewer, see [`DEFAULT_BATCH_BYTES`]).
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
-/// Image bytes handed to the Arrow writer at once; keeps Arrow's i32 offsets far from 2 GiB.
-pub const DEFAULT_BATCH_BYTES: u64 = 16 << 20;
+/// Image bytes handed to the Arrow writer at once: small enough for the allocator to recycle
+/// (a 16 MiB batch was a fresh mapping, zero-filled by the kernel, every time).
+pub const DEFAULT_BATCH_BYTES: u64 = 2 << 20;
 /// Image bytes per row group: DESIGN §2 asks ~64-128 MB; HF's viewer rejects > 300 MB.
 pub const DEFAULT_ROW_GROUP_BYTES: u64 = 128 << 20;
 /// Image bytes per part file: DESIGN §2 asks ~0.5-1 GB.
