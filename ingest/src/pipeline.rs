@@ -14,10 +14,9 @@
 //! - Memory: every channel is bounded and readers stay within 2R shards of the one being
 //!   drained ([`ShardWindow`]); a chunk holds at most [`CHUNK_RECORDS`] records or
 //!   [`CHUNK_BYTES`] of payload (or one record of up to `max_record_bytes`). Peak ≈
-//!   (6R + 3) × CHUNK_BYTES + 2 × 2 MiB (the writer's pending rows and their Arrow batch) +
-//!   one row group (`row_group_bytes`) + one `max_record_bytes` record, with R = min(workers,
-//!   16, shards) readers: about 250 MiB with the defaults on 2 cores, whatever the size of a
-//!   shard or inner tar.
+//!   (6R + 3) × CHUNK_BYTES + the rows of one row group (`row_group_bytes`) + one
+//!   `max_record_bytes` record, with R = min(workers, 16, shards) readers: about 250 MiB with
+//!   the defaults on 2 cores, whatever the size of a shard or inner tar.
 //! - Durability: parts are written under temporary names and renamed when whole
 //!   ([`crate::dataset::writer`]). After each part, `.ingest-state.json` records the parts,
 //!   rejects, per-shard counts and the position (shard, records consumed). A re-run of the same
