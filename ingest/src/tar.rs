@@ -902,14 +902,14 @@ pub(crate) mod tests {
         (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
     }
 
-    fn ok(result: &Result<RawRecord, RecordError>) -> &RawRecord {
+    pub(crate) fn ok(result: &Result<RawRecord, RecordError>) -> &RawRecord {
         match result {
             Ok(record) => record,
             Err(error) => panic!("expected a record, got {error}"),
         }
     }
 
-    fn err(result: &Result<RawRecord, RecordError>) -> &RecordError {
+    pub(crate) fn err(result: &Result<RawRecord, RecordError>) -> &RecordError {
         match result {
             Ok(record) => panic!("expected an error, got record {}", record.index),
             Err(error) => error,

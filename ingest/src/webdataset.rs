@@ -276,7 +276,7 @@ impl<R: Read + Send> ShardReader for WebDatasetReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tar::tests::{arb_tar, image, patch_size, read_all, Format, TestTar};
+    use crate::tar::tests::{arb_tar, err, image, ok, patch_size, read_all, Format, TestTar};
     use proptest::prelude::*;
     use std::io;
 
@@ -286,20 +286,6 @@ mod tests {
 
     fn wds_with(bytes: Vec<u8>, config: &ReaderConfig) -> Vec<Result<RawRecord, RecordError>> {
         read_all(webdataset_reader(io::Cursor::new(bytes), "shard-000001".into(), config))
-    }
-
-    fn ok(result: &Result<RawRecord, RecordError>) -> &RawRecord {
-        match result {
-            Ok(record) => record,
-            Err(error) => panic!("expected a record, got {error}"),
-        }
-    }
-
-    fn err(result: &Result<RawRecord, RecordError>) -> &RecordError {
-        match result {
-            Ok(record) => panic!("expected an error, got record {}", record.index),
-            Err(error) => error,
-        }
     }
 
     fn side(extension: &str, bytes: &[u8]) -> RawLabel {
