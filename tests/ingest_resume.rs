@@ -132,3 +132,17 @@ fn memory_stays_bounded_on_a_shard_far_larger_than_the_bound() {
     assert!(peak < 200 << 20, "peak RSS {} MiB", peak >> 20);
     assert_eq!(rows(&t.path("ds")).len(), 100);
 }
+
+#[test]
+fn a_run_killed_after_its_manifest_is_cleaned_up_by_the_rerun() {
+    let t = TestDir::new();
+    fx::write_imagenet_tars(&t.path("in"), &fx::synthetic_set(2, 2, 22)).expect("fixtures");
+    t.bitkit(&ingest_args("in", "ds")).expect_code(0);
+    let reference = files(&t.path("ds"));
+    // What a kill between the manifest's rename and the state's removal leaves behind.
+    std::fs::write(t.path("ds/.ingest-state.json"), b"{}").expect("write");
+    std::fs::write(t.path("ds/.part-00007.parquet.tmp"), b"partial").expect("write");
+    let run = t.bitkit(&[&ingest_args("in", "ds")[..], &["--json"]].concat()).expect_code(0);
+    assert_eq!(run.json()["already_complete"], true);
+    assert_eq!(files(&t.path("ds")), reference);
+}

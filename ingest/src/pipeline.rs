@@ -273,6 +273,9 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
             && same_sources
             && manifest.classes.as_deref() == classes.as_ref().map(|c| c.names())
         {
+            // A run killed after writing the manifest may have left its state and temporaries.
+            let _ = std::fs::remove_file(out.join(STATE_FILE));
+            remove_stale_parts(out, manifest.parts.len())?;
             summary.already_complete = true;
             summary.shards_skipped = local.len() as u64;
             summary.records_written = manifest.rows;
