@@ -390,7 +390,6 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
             class_names.as_deref(),
             with_original_hash,
             start.shard,
-            progress,
         );
         if written.is_err() {
             abort.store(true, Ordering::Relaxed);
@@ -707,9 +706,7 @@ fn write_outcomes(
     class_names: Option<&[String]>,
     with_original_hash: bool,
     first_shard: usize,
-    progress: &Progress,
 ) -> Result<()> {
-    let _ = progress;
     let mut committed_this_run = 0usize;
     let mut part: Option<PartWriter> = None;
     // Committed state + what the open part adds; committed into `state` when the part closes.
