@@ -376,7 +376,12 @@ impl<R: Read> CifarReader<R> {
         Some(Ok(RawRecord {
             index,
             offset,
-            payload: RawPayload::Image { key, path: None, bytes, label: RawLabel::Ids(vec![i64::from(label)]) },
+            payload: RawPayload::Image {
+                key,
+                path: None,
+                bytes: bytes.into(),
+                label: RawLabel::Ids(vec![i64::from(label)]),
+            },
         }))
     }
 }

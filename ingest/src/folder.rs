@@ -152,7 +152,7 @@ impl FolderReader {
             payload: RawPayload::Image {
                 key,
                 path: Some(relative),
-                bytes,
+                bytes: bytes.into(),
                 label: RawLabel::ClassName(self.class_name.clone()),
             },
         })

@@ -99,7 +99,8 @@ pub fn decode_raw(raw: RawRecord, context: &DecodeContext) -> Result<SourceRecor
             let key = format!("{}/{index}", context.shard_name);
             let image = match example.get(&keys.image_key) {
                 Some(Feature::Bytes(values)) => match values.as_slice() {
-                    [one] => one.to_vec(),
+                    // A view of the record, not a copy: the image is most of its bytes.
+                    [one] => data.slice_ref(one),
                     [] => {
                         return Err(locate(RecordError::new(
                             RejectKind::MissingField,
@@ -268,7 +269,7 @@ mod tests {
         RawRecord {
             index: 3,
             offset: 1536,
-            payload: RawPayload::Image { key: "k".into(), path: None, bytes: vec![1], label },
+            payload: RawPayload::Image { key: "k".into(), path: None, bytes: vec![1].into(), label },
         }
     }
 

@@ -658,7 +658,7 @@ fn make_row(
         .map_err(|_| located(RecordError::new(RejectKind::BadLength, "record index exceeds i64")))?;
     let mut row = Row {
         key: record.key.clone(),
-        image_bytes: Vec::new(),
+        image_bytes: bytes::Bytes::new(),
         image_path: record.path.clone(),
         labels: record.labels.clone(),
         width: i32::try_from(info.width)
@@ -684,7 +684,7 @@ fn make_row(
             row.height = i32::try_from(info.height).unwrap_or(i32::MAX);
             row.format = info.format.as_str();
             row.content_hash = *blake3::hash(&resized).as_bytes();
-            bytes = resized;
+            bytes = resized.into();
         }
     }
     row.image_bytes = bytes;

@@ -9,6 +9,7 @@
 //! Problems are values: a reader yields `Err(RecordError)` for a record it cannot frame and
 //! either goes on (the damage is local) or ends the stream (it lost its place).
 
+use bytes::Bytes;
 use std::fmt;
 
 /// Labels as a reader finds them, before they are mapped to class ids.
@@ -29,10 +30,10 @@ pub enum RawLabel {
 #[derive(Debug, Clone)]
 pub enum RawPayload {
     /// An image with its key, member path and label already known (tar-like formats, CIFAR).
-    Image { key: String, path: Option<String>, bytes: Vec<u8>, label: RawLabel },
+    Image { key: String, path: Option<String>, bytes: Bytes, label: RawLabel },
     /// A TFRecord payload (a serialized `tf.train.Example`) whose data CRC has not been
     /// checked yet; `masked_data_crc` is the stored (masked) CRC32C of `data`.
-    TfRecord { data: Vec<u8>, masked_data_crc: u32 },
+    TfRecord { data: Bytes, masked_data_crc: u32 },
 }
 
 /// One framed record of a shard.
@@ -54,7 +55,9 @@ pub struct SourceRecord {
     pub key: String,
     /// File or member name in the source (`image.path`); TFRecord: `image/filename`.
     pub path: Option<String>,
-    pub bytes: Vec<u8>,
+    /// The encoded image: a view of the reader's buffer (a TFRecord payload's image is not
+    /// copied out of the record).
+    pub bytes: Bytes,
     /// Class ids, first = primary. Empty when the source has no label.
     pub labels: Vec<i64>,
 }

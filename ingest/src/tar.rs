@@ -173,7 +173,11 @@ impl<R: Read> TarImageReader<R> {
                 (format!("{shard_stem}/{}", strip_extension(normalized)), label)
             }
         };
-        Ok(RawRecord { index, offset, payload: RawPayload::Image { key, path: Some(name.to_owned()), bytes, label } })
+        Ok(RawRecord {
+            index,
+            offset,
+            payload: RawPayload::Image { key, path: Some(name.to_owned()), bytes: bytes.into(), label },
+        })
     }
 }
 

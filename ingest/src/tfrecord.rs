@@ -95,7 +95,7 @@ pub fn write_record<W: Write + ?Sized>(out: &mut W, data: &[u8]) -> io::Result<(
 /// write_record(&mut shard, b"abc").unwrap();
 /// let mut reader = tfrecord_reader(std::io::Cursor::new(shard), &ReaderConfig::default());
 /// let record = reader.next_record().unwrap().unwrap();
-/// assert!(matches!(record.payload, RawPayload::TfRecord { ref data, .. } if data == b"abc"));
+/// assert!(matches!(record.payload, RawPayload::TfRecord { ref data, .. } if data.as_ref() == b"abc"));
 /// assert!(reader.next_record().is_none());
 /// assert_eq!(reader.bytes_read(), 3 + 16);
 /// ```
@@ -137,7 +137,11 @@ impl<R: Read> TfRecordReader<R> {
         match self.frame_record(offset) {
             Ok(Some((data, masked_data_crc))) => {
                 self.next_index += 1;
-                Some(Ok(RawRecord { index, offset, payload: RawPayload::TfRecord { data, masked_data_crc } }))
+                Some(Ok(RawRecord {
+                    index,
+                    offset,
+                    payload: RawPayload::TfRecord { data: data.into(), masked_data_crc },
+                }))
             }
             Ok(None) => {
                 self.finished = true;

@@ -141,7 +141,7 @@ impl<R: Read> WebDatasetReader<R> {
         Ok(RawRecord {
             index: sample.index,
             offset: sample.offset,
-            payload: RawPayload::Image { key, path: Some(image.member_name), bytes: image.bytes, label },
+            payload: RawPayload::Image { key, path: Some(image.member_name), bytes: image.bytes.into(), label },
         })
     }
 

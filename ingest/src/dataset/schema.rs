@@ -28,7 +28,8 @@ pub const HUGGINGFACE_METADATA_KEY: &str = "huggingface";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub key: String,
-    pub image_bytes: Vec<u8>,
+    /// Shared with the reader's buffer: moved into the Parquet encoder without a copy.
+    pub image_bytes: bytes::Bytes,
     pub image_path: Option<String>,
     /// Class ids; the first is `label`. Empty → `label` and `labels` are null.
     pub labels: Vec<i64>,

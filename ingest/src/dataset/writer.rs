@@ -419,7 +419,7 @@ mod tests {
         Row {
             key: format!("k/{i}"),
             content_hash: *blake3::hash(&image_bytes).as_bytes(),
-            image_bytes,
+            image_bytes: image_bytes.into(),
             image_path: path.map(str::to_string),
             labels,
             width: i as i32,
@@ -494,7 +494,7 @@ mod tests {
     fn big_images_keep_pages_bounded_and_parts_identical_across_runs() {
         let big = |i: usize| {
             let mut r = row(i, vec![1], None, false);
-            r.image_bytes = vec![i as u8; 3 << 20];
+            r.image_bytes = vec![i as u8; 3 << 20].into();
             r
         };
         let a = round_trip((0..5).map(big).collect(), false, 8 << 20);
