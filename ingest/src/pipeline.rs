@@ -366,17 +366,23 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
             });
         }
 
-        // Stage 2: parallel decode / probe / hash, order-preserving.
+        // Stage 2: in order; records framed but not processed by the readers (`--max-side`)
+        // are processed here on a pool, order-preserving.
         let (processed_tx, processed_rx) = bounded::<ProcessedChunk>(CHANNEL_CHUNKS);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.workers.max(1))
-            .thread_name(|i| format!("bitkit-ingest-{i}"))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot start {} worker threads: {e}", config.workers)))?;
+        let pool = match config.reencode {
+            Some(_) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.workers.max(1))
+                    .thread_name(|i| format!("bitkit-ingest-{i}"))
+                    .build()
+                    .map_err(|e| Error::Config(format!("cannot start {} worker threads: {e}", config.workers)))?,
+            ),
+            None => None,
+        };
         {
             let (abort, todo, classes, window) = (abort.clone(), &todo, classes.clone(), window.clone());
             scope.spawn(move || {
-                process_shards(config, todo, receivers, classes, &pool, processed_tx, &window, &abort, progress)
+                process_shards(config, todo, receivers, classes, pool.as_ref(), processed_tx, &window, &abort, progress)
             });
         }
 
@@ -566,14 +572,15 @@ fn payload_len(raw: &RawRecord) -> u64 {
     }
 }
 
-/// Processor thread: drains shards in order, maps each chunk in parallel (order-preserving).
+/// Processor thread: drains shards in order; with `--max-side`, maps each chunk on the pool
+/// (order-preserving), otherwise passes the readers' outcomes on.
 #[allow(clippy::too_many_arguments)]
 fn process_shards(
     config: &IngestConfig,
     todo: &[ShardSpec],
     receivers: Vec<Receiver<Chunk>>,
     classes: Option<Arc<ClassList>>,
-    pool: &rayon::ThreadPool,
+    pool: Option<&rayon::ThreadPool>,
     out: Sender<ProcessedChunk>,
     window: &ShardWindow,
     abort: &AtomicBool,
@@ -594,10 +601,9 @@ fn process_shards(
                 Item::Processed(outcome) => outcome,
                 Item::Framed(item) => process_item(item, config, &context, &source, progress),
             };
-            let outcomes: Vec<Outcome> = if chunk.items.iter().any(|i| matches!(i, Item::Framed(Ok(_)))) {
-                pool.install(|| chunk.items.into_par_iter().map(process).collect())
-            } else {
-                chunk.items.into_iter().map(process).collect()
+            let outcomes: Vec<Outcome> = match pool {
+                Some(pool) => pool.install(|| chunk.items.into_par_iter().map(process).collect()),
+                None => chunk.items.into_iter().map(process).collect(),
             };
             if out.send(ProcessedChunk { shard: k, outcomes, end }).is_err() {
                 return;
@@ -611,14 +617,7 @@ fn process_shards(
 }
 
 fn shard_context(config: &IngestConfig, shard: &ShardSpec, classes: Option<Arc<ClassList>>) -> DecodeContext {
-    DecodeContext { classes, tfrecord: config.tfrecord.clone(), shard_name: shard.stem_for_keys() }
-}
-
-impl ShardSpec {
-    /// Prefix of TFRecord keys: the shard's file name (`train.tfrecord-00000-of-01024`).
-    fn stem_for_keys(&self) -> String {
-        self.source.rsplit('/').next().unwrap_or(&self.source).to_string()
-    }
+    DecodeContext { classes, tfrecord: config.tfrecord.clone(), shard_name: shard.file_name().to_string() }
 }
 
 fn process_item(

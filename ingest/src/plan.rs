@@ -31,10 +31,16 @@ pub struct ShardSpec {
 }
 
 impl ShardSpec {
-    /// The shard's own name without directories and the last extension: the WordNet id of a
-    /// per-synset tar, the key prefix of tar / WebDataset / CIFAR records.
+    /// The shard's own name without directories: a folder's class, the prefix of TFRecord keys
+    /// (`train.tfrecord-00000-of-01024`).
+    pub fn file_name(&self) -> &str {
+        self.source.rsplit('/').next().unwrap_or(&self.source)
+    }
+
+    /// [`ShardSpec::file_name`] without the last extension: the WordNet id of a per-synset tar,
+    /// the key prefix of tar / WebDataset / CIFAR records.
     pub fn stem(&self) -> String {
-        let name = self.source.rsplit('/').next().unwrap_or(&self.source);
+        let name = self.file_name();
         let name = name.strip_suffix(".gz").unwrap_or(name);
         match name.rsplit_once('.') {
             Some((stem, _)) if !stem.is_empty() => stem.to_string(),
@@ -175,28 +181,21 @@ fn relative(path: &Path, root: &Path) -> String {
     rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// Whether an ImageNet-format file is an outer tar (a tar of per-synset tars): per-synset tars
-/// are named by their WordNet id; anything else is skimmed and is outer if it holds `.tar`s.
-fn is_outer_imagenet_tar(path: &Path) -> bool {
+/// Per-synset tars are named by their WordNet id (`n01440764.tar`).
+fn is_wnid_named(path: &Path) -> bool {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let is_wnid = stem.len() == 9 && stem.starts_with('n') && stem[1..].bytes().all(|b| b.is_ascii_digit());
-    if is_wnid {
-        return false;
+    stem.len() == 9 && stem.starts_with('n') && stem[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The inner tars of an outer ImageNet tar (a tar of per-synset tars), from a header skim;
+/// `None` when `path` is a per-synset tar itself (WordNet-id name, or a first member that is
+/// not a `.tar`) or cannot be listed (its reader then reports it as a reject).
+fn outer_imagenet_members(path: &Path) -> Option<Vec<TarMember>> {
+    if is_wnid_named(path) {
+        return None;
     }
-    match File::open(path) {
-        Ok(file) => {
-            let mut archive = tar::Archive::new(file);
-            let first_file = archive.entries().ok().and_then(|mut entries| {
-                entries.find_map(|e| {
-                    e.ok()
-                        .filter(|e| e.header().entry_type().is_file())
-                        .and_then(|e| e.path().ok().map(|p| p.to_string_lossy().into_owned()))
-                })
-            });
-            first_file.is_some_and(|name| name.ends_with(".tar"))
-        }
-        Err(_) => false,
-    }
+    let members = list_members(path).ok()?;
+    members.first().is_some_and(|m| m.name.ends_with(".tar")).then_some(members)
 }
 
 /// Lists the shards of the inputs.
@@ -216,8 +215,8 @@ pub fn plan_shards(format: Format, inputs: &[String]) -> Result<ShardPlan> {
             continue;
         }
         let bytes = std::fs::metadata(file).map_err(|source| Error::Read { path: file.clone(), source })?.len();
-        if format == Format::ImagenetTar && is_outer_imagenet_tar(file) {
-            let members = list_members(file).map_err(|source| Error::Read { path: file.clone(), source })?;
+        let outer_members = if format == Format::ImagenetTar { outer_imagenet_members(file) } else { None };
+        if let Some(members) = outer_members {
             let outer = relative(file, &root);
             let mut inner: Vec<TarMember> = members.into_iter().filter(|m| m.name.ends_with(".tar")).collect();
             // Tar order is arbitrary (the ILSVRC val tar is not sorted): sort by name.
@@ -260,7 +259,10 @@ pub fn derive_classes(
     }
     match format {
         Format::ImagenetTar | Format::Folder => {
-            Ok(Some(ClassList::from_unsorted(plan.shards.iter().map(|s| s.stem_or_class(format)))))
+            Ok(Some(ClassList::from_unsorted(plan.shards.iter().map(|shard| match format {
+                Format::Folder => shard.file_name().to_string(),
+                _ => shard.stem(),
+            }))))
         }
         Format::Tar => {
             let mut names = Vec::new();
@@ -303,15 +305,6 @@ pub fn derive_classes(
             Ok(None)
         }
         Format::Webdataset => Ok(None),
-    }
-}
-
-impl ShardSpec {
-    fn stem_or_class(&self, format: Format) -> String {
-        match format {
-            Format::Folder => self.source.rsplit('/').next().unwrap_or(&self.source).to_string(),
-            _ => self.stem(),
-        }
     }
 }
 

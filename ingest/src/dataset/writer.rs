@@ -356,7 +356,7 @@ fn write_columns(
         }
         widths.push(width);
         heights.push(height);
-        formats.push(ByteArray::from(format.as_bytes().to_vec()));
+        formats.push(ByteArray::from(bytes::Bytes::from_static(format.as_bytes())));
         content_hashes.push(FixedLenByteArray::from(content_hash.to_vec()));
         sources.push(ByteArray::from(source.as_bytes().to_vec()));
         source_indices.push(source_index);
