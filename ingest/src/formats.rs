@@ -85,12 +85,7 @@ pub fn decode_raw(raw: RawRecord, context: &DecodeContext) -> Result<SourceRecor
         }
         RawPayload::TfRecord { data, masked_data_crc } => {
             crate::tfrecord::check_data_crc(&data, masked_data_crc).map_err(locate)?;
-            let example = parse_example(&data).map_err(|e| {
-                locate(RecordError::new(
-                    RejectKind::Malformed,
-                    format!("tf.train.Example: byte {}: {}", e.offset, e.reason),
-                ))
-            })?;
+            let example = parse_example(&data).map_err(|e| locate(e.into()))?;
             let keys = &context.tfrecord;
             let path = match example.get(&keys.filename_key) {
                 Some(Feature::Bytes(values)) => values.first().map(|v| String::from_utf8_lossy(v).into_owned()),
@@ -121,7 +116,7 @@ pub fn decode_raw(raw: RawRecord, context: &DecodeContext) -> Result<SourceRecor
                 Some(other) => {
                     return Err(locate(RecordError::new(
                         RejectKind::Malformed,
-                        format!("feature {:?} is a {}, not a bytes_list", keys.image_key, feature_kind(other)),
+                        format!("feature {:?} is a {}, not a bytes_list", keys.image_key, other.kind_name()),
                     )))
                 }
                 None => {
@@ -151,7 +146,7 @@ pub fn decode_raw(raw: RawRecord, context: &DecodeContext) -> Result<SourceRecor
                 Some(other) => {
                     return Err(locate(RecordError::new(
                         RejectKind::BadLabel,
-                        format!("feature {:?} is a {}, not an int64_list", keys.label_key, feature_kind(other)),
+                        format!("feature {:?} is a {}, not an int64_list", keys.label_key, other.kind_name()),
                     )))
                 }
                 None => RawLabel::Missing,
@@ -159,14 +154,6 @@ pub fn decode_raw(raw: RawRecord, context: &DecodeContext) -> Result<SourceRecor
             let labels = resolve_label(label, context).map_err(|e| locate(e.named(key.clone())))?;
             Ok(SourceRecord { index, offset, key, path, bytes: image, labels })
         }
-    }
-}
-
-fn feature_kind(feature: &Feature<'_>) -> &'static str {
-    match feature {
-        Feature::Bytes(_) => "bytes_list",
-        Feature::Float(_) => "float_list",
-        Feature::Int64(_) => "int64_list",
     }
 }
 
