@@ -7,10 +7,9 @@
 //! images costs seconds. Sources and rejects are concatenated; the manifest's config is the
 //! workers' config without the `worker` field, as a single run would record it.
 
-use crate::dataset::manifest::{read_rejects, rejects_jsonl, write_atomic};
-use crate::dataset::{part_file_name, Manifest, MANIFEST_FILE, REJECTS_FILE};
+use crate::dataset::manifest::read_rejects;
+use crate::dataset::{part_file_name, Manifest, MANIFEST_FILE};
 use crate::{Error, Result};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What `merge --json` prints.
@@ -108,24 +107,8 @@ pub fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeSummary> {
         sources.extend(manifest.sources.iter().cloned());
         rejects.extend(read_rejects(dir)?);
     }
-    write_atomic(&out.join(REJECTS_FILE), &rejects_jsonl(&rejects))?;
-    let mut rejects_by_kind = BTreeMap::new();
-    for reject in &rejects {
-        *rejects_by_kind.entry(reject.kind.as_str().to_string()).or_insert(0) += 1;
-    }
-    let first = &workers[0].3;
-    let manifest = Manifest {
-        format_version: first.format_version,
-        bitkit_version: env!("CARGO_PKG_VERSION").to_string(),
-        rows: parts.iter().map(|p| p.rows).sum(),
-        classes: first.classes.clone(),
-        parts,
-        sources,
-        rejected: rejects.len() as u64,
-        rejects_by_kind,
-        config: reference,
-    };
-    manifest.write(out)?;
+    let classes = workers[0].3.classes.clone();
+    let manifest = Manifest::write_complete(out, classes, parts, sources, &rejects, reference)?;
     Ok(MergeSummary {
         out: out.display().to_string(),
         workers: count,

@@ -25,10 +25,9 @@
 //!   uninterrupted run. `dataset.json` is written last: a dataset is complete iff it exists.
 
 use crate::classes::ClassList;
-use crate::dataset::manifest::{rejects_jsonl, write_atomic, FORMAT_VERSION};
+use crate::dataset::manifest::write_atomic;
 use crate::dataset::{
     part_file_name, Manifest, PartInfo, PartWriter, RejectEntry, Row, SourceStats, WriterSettings, MANIFEST_FILE,
-    REJECTS_FILE,
 };
 use crate::formats::{decode_raw, DecodeContext, Format, TfRecordKeys};
 use crate::image::{probe_image, reencode_max_side, ProbeError, ReencodeConfig};
@@ -405,30 +404,21 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
     result?;
 
     // Complete: rejects, then the manifest (its presence marks completion), then drop the state.
-    write_atomic(&out.join(REJECTS_FILE), &rejects_jsonl(&state.rejects))?;
-    let mut rejects_by_kind = BTreeMap::new();
-    for reject in &state.rejects {
-        *rejects_by_kind.entry(reject.kind.as_str().to_string()).or_insert(0) += 1;
-    }
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        bitkit_version: env!("CARGO_PKG_VERSION").to_string(),
-        rows: state.parts.iter().map(|p| p.rows).sum(),
-        classes: class_names,
-        parts: state.parts.clone(),
-        sources: state.sources.clone(),
-        rejected: state.rejects.len() as u64,
-        rejects_by_kind: rejects_by_kind.clone(),
-        config: out_config,
-    };
-    manifest.write(out)?;
+    let manifest = Manifest::write_complete(
+        out,
+        class_names,
+        state.parts.clone(),
+        state.sources.clone(),
+        &state.rejects,
+        out_config,
+    )?;
     let _ = std::fs::remove_file(&state_path);
 
     let seconds = started.elapsed().as_secs_f64();
     summary.records_read = state.sources.iter().map(|s| s.records_read).sum();
     summary.records_written = manifest.rows;
     summary.records_rejected = manifest.rejected;
-    summary.rejects_by_kind = rejects_by_kind;
+    summary.rejects_by_kind = manifest.rejects_by_kind.clone();
     summary.image_bytes = progress.bytes.load(Ordering::Relaxed);
     summary.input_bytes = progress.total_bytes.load(Ordering::Relaxed);
     summary.bytes_written = manifest.parts.iter().map(|p| p.bytes).sum();

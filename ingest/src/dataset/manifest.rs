@@ -71,6 +71,37 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Completes a dataset directory: writes `rejects.jsonl`, then `dataset.json` last (its
+    /// presence marks the dataset complete). Row and reject counts are derived from `parts`
+    /// and `rejects`.
+    pub fn write_complete(
+        dir: &Path,
+        classes: Option<Vec<String>>,
+        parts: Vec<PartInfo>,
+        sources: Vec<SourceStats>,
+        rejects: &[RejectEntry],
+        config: serde_json::Value,
+    ) -> Result<Self> {
+        write_atomic(&dir.join(REJECTS_FILE), &rejects_jsonl(rejects))?;
+        let mut rejects_by_kind = BTreeMap::new();
+        for reject in rejects {
+            *rejects_by_kind.entry(reject.kind.as_str().to_string()).or_insert(0) += 1;
+        }
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            bitkit_version: env!("CARGO_PKG_VERSION").to_string(),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            classes,
+            parts,
+            sources,
+            rejected: rejects.len() as u64,
+            rejects_by_kind,
+            config,
+        };
+        manifest.write(dir)?;
+        Ok(manifest)
+    }
+
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path: path.clone(), source })?;
