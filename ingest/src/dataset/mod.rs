@@ -8,8 +8,8 @@
 //! ```
 //! - [`schema`]: the Arrow schema (exact types Hugging Face `datasets` recognises) and the
 //!   `huggingface` features metadata.
-//! - [`writer`]: [`writer::PartWriter`], one Parquet part written under a temporary name,
-//!   hashed while written, renamed when complete.
+//! - [`writer`]: [`writer::PartWriter`], one Parquet part written column by column under a
+//!   temporary name, fsynced and hashed, renamed when complete.
 //! - [`manifest`]: `dataset.json` and `rejects.jsonl`.
 //! - [`reader`]: reading rows back (every other stage reads datasets through it).
 
