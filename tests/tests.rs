@@ -9,3 +9,4 @@ mod ingest_formats;
 mod ingest_hostile;
 mod ingest_resume;
 mod interop;
+mod loader;

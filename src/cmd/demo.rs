@@ -5,8 +5,11 @@
 //! 2. `ingest` it into a dataset, then again as 2 workers + `merge`, and check both hold the
 //!    same rows.
 //! 3. Read the dataset back and verify every row's blake3 against its bytes.
+//! 4. Load it for training (BiT-HyperRule mode, MixUp): one epoch with 1 thread and with all
+//!    cores must give the same batch fingerprints, a resume at a middle step the same
+//!    batches, and a PNG grid shows augmented samples.
 //!
-//! Later stages (dedup, loader, train) join the chain as they are built.
+//! Later stages (dedup, train) join the chain as they are built.
 
 use super::{print_json, Outcome};
 use anyhow::Context;
@@ -14,6 +17,8 @@ use bitkit_ingest::dataset::DatasetReader;
 use bitkit_ingest::formats::Format;
 use bitkit_ingest::pipeline::{ingest, IngestConfig, Progress};
 use bitkit_ingest::plan::WorkerSplit;
+use bitkit_loader::grid::{grid_png, Tile};
+use bitkit_loader::{hyperrule_mode, median_area, Images, Loader, LoaderConfig, MixUpConfig, OutputKind, Transform};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +53,10 @@ struct DemoSummary {
     ingest_images_per_s: f64,
     merge_matches_single_run: bool,
     hashes_verified: u64,
+    loader_mode: String,
+    loader_images_per_s: f64,
+    loader_thread_independent: bool,
+    loader_resume_exact: bool,
 }
 
 #[allow(clippy::print_stderr)]
@@ -75,13 +84,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let hostile = corpus.join(bitkit_fixtures::wnid(classes) + ".tar");
     let expected = bitkit_fixtures::write_bad_imagenet_tar(&hostile).context("writing the hostile shard")?;
     let generated = set.samples.len() + expected.kept.len() + expected.rejects.len();
-    say(format!("[1/3] generated {generated} images in {} per-synset tars under {}", classes + 1, corpus.display()));
+    say(format!("[1/4] generated {generated} images in {} per-synset tars under {}", classes + 1, corpus.display()));
 
     // 2. Ingest, and ingest again as two workers + merge.
     let dataset = out.join("dataset");
     let summary = run_ingest(&corpus, &dataset, None)?;
     say(format!(
-        "[2/3] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
+        "[2/4] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
         dataset.display(),
         summary.records_written,
         summary.records_rejected,
@@ -113,7 +122,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         );
         verified += 1;
     }
-    say(format!("[3/3] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
+    say(format!("[3/4] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
+
+    // 4. Load for training.
+    let loaded = run_loader(&dataset, &out.join("samples.png"))?;
+    say(format!(
+        "[4/4] loader, BiT-HyperRule mode {} with MixUp: {:.0} images/s; 1 thread and {} threads give the same {} batch fingerprints, resuming at step {} gives the same batches; samples in {}",
+        loaded.mode,
+        loaded.images_per_s,
+        loaded.threads,
+        loaded.steps,
+        loaded.steps / 2,
+        out.join("samples.png").display()
+    ));
 
     if json {
         print_json(&DemoSummary {
@@ -125,6 +146,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             ingest_images_per_s: summary.images_per_s,
             merge_matches_single_run: merge_matches,
             hashes_verified: verified,
+            loader_mode: loaded.mode,
+            loader_images_per_s: loaded.images_per_s,
+            loader_thread_independent: true,
+            loader_resume_exact: true,
         })?;
     }
     Ok(Outcome::Success)
@@ -138,6 +163,57 @@ fn run_ingest(
     let mut config = IngestConfig::new(Format::ImagenetTar, vec![input.display().to_string()], out.to_path_buf());
     config.split = split;
     ingest(&config, &Progress::default()).with_context(|| format!("ingesting into {}", out.display()))
+}
+
+struct Loaded {
+    mode: String,
+    images_per_s: f64,
+    threads: usize,
+    steps: u64,
+}
+
+/// One epoch through the loader with 1 thread and with all cores, a resume from the middle,
+/// and a PNG grid of the first batch.
+fn run_loader(dataset: &Path, grid: &Path) -> anyhow::Result<Loaded> {
+    let index = bitkit_ingest::dataset::DatasetIndex::open(dataset)?;
+    let mode = hyperrule_mode(median_area((0..index.len()).map(|r| index.size(r))));
+    let mut config = LoaderConfig::new(Transform::for_mode(mode, None)?, 32);
+    config.sampler.seed = 1;
+    config.mixup = MixUpConfig { alpha: 0.1, batches_per_update: 2 };
+    let threads = config.threads;
+    let all = std::sync::Arc::new(Loader::from_index(index, config.clone())?);
+    let steps = all.steps_per_epoch() as u64;
+    let started = std::time::Instant::now();
+    let mut images = 0u64;
+    let mut fingerprints = Vec::new();
+    for batch in all.iter(0, Some(steps)) {
+        let batch = batch?;
+        images += batch.len() as u64;
+        fingerprints.push(batch.fingerprint());
+        all.recycle(batch);
+    }
+    let images_per_s = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    config.threads = 1;
+    let one = std::sync::Arc::new(Loader::open(dataset, config.clone())?);
+    let single: Vec<_> = one.iter(0, Some(steps)).map(|b| b.map(|b| b.fingerprint())).collect::<Result<_, _>>()?;
+    anyhow::ensure!(single == fingerprints, "1 thread and {threads} threads gave different batches");
+    let resumed: Vec<_> =
+        one.iter(steps / 2, Some(steps - steps / 2)).map(|b| b.map(|b| b.fingerprint())).collect::<Result<_, _>>()?;
+    anyhow::ensure!(resumed[..] == fingerprints[steps as usize / 2..], "resuming gave different batches");
+
+    config.output = OutputKind::U8;
+    let batch = Loader::open(dataset, config)?.batch(0)?;
+    let Images::U8(pixels) = &batch.images else { anyhow::bail!("expected uint8 pixels") };
+    let side = batch.size as usize * batch.size as usize * 3;
+    let tiles: Vec<Tile> = (0..batch.len().min(16))
+        .map(|i| Tile {
+            pixels: &pixels[i * side..(i + 1) * side],
+            size: batch.size,
+            caption: format!("{} {}", batch.labels[i], batch.keys[i]),
+        })
+        .collect();
+    grid_png(&tiles, 4, grid)?;
+    Ok(Loaded { mode: mode.to_string(), images_per_s, threads, steps })
 }
 
 fn read_rows(dataset: &Path) -> anyhow::Result<Vec<bitkit_ingest::dataset::DatasetRow>> {

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod ingest;
+pub mod loader;
 mod progress;
 
 use clap::Subcommand;
@@ -11,6 +12,9 @@ use clap::Subcommand;
 pub enum Command {
     /// Convert image shards (ImageNet-21k tars, TFRecord, WebDataset, tar, folder, CIFAR) into a bitkit Parquet dataset
     Ingest(Box<ingest::IngestArgs>),
+    /// The training input pipeline: benchmark, inspect, fingerprint
+    #[command(subcommand)]
+    Loader(loader::LoaderCommand),
     /// Run the chain end to end on a built-in synthetic dataset
     Demo(demo::DemoArgs),
 }
@@ -35,6 +39,7 @@ impl Outcome {
 pub fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Ingest(args) => ingest::run(*args),
+        Command::Loader(command) => loader::run(command),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -11,13 +11,17 @@
 //! - [`writer`]: [`writer::PartWriter`], one Parquet part written column by column under a
 //!   temporary name, fsynced and hashed, renamed when complete.
 //! - [`manifest`]: `dataset.json` and `rejects.jsonl`.
-//! - [`reader`]: reading rows back (every other stage reads datasets through it).
+//! - [`reader`]: reading rows back in order (every other stage reads datasets through it).
+//! - [`index`]: random access for the training loader: every image's file offset and the
+//!   per-row metadata, in memory.
 
+pub mod index;
 pub mod manifest;
 pub mod reader;
 pub mod schema;
 pub mod writer;
 
+pub use index::{DatasetIndex, ImageLocation};
 pub use manifest::{Manifest, PartInfo, RejectEntry, SourceStats, MANIFEST_FILE, REJECTS_FILE};
 pub use reader::{DatasetReader, DatasetRow};
 pub use schema::{dataset_schema, Row};

@@ -25,7 +25,7 @@ mod turbo;
 #[cfg(test)]
 pub(crate) mod testdata;
 
-pub use decode::{decode_rgb, decode_rgb_scaled, DecodeError, Decoder, RgbImage};
+pub use decode::{decode_rgb, decode_rgb_scaled, DecodeError, DecodedRegion, Decoder, RegionRequest, RgbImage};
 pub use exif::Orientation;
 pub use jpeg::JpegInfo;
 pub use probe::{probe_image, ImageInfo, ProbeError};

@@ -66,8 +66,19 @@ fn encode_jpeg(width: u32, height: u32, kind: JpegKind, rgb: &[[u8; 3]]) -> Vec<
             (PixelFormat::RGB, rgb.iter().flatten().copied().collect())
         }
     };
+    compress(&mut compressor, &pixels, width, height, format)
+}
+
+/// Packed `pixels` of `format` through a configured compressor.
+pub(crate) fn compress(
+    compressor: &mut turbojpeg::Compressor,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    format: turbojpeg::PixelFormat,
+) -> Vec<u8> {
     let image = turbojpeg::Image {
-        pixels: &pixels[..],
+        pixels,
         width: width as usize,
         pitch: width as usize * format.size(),
         height: height as usize,
