@@ -5,6 +5,7 @@
 mod util;
 
 mod cli;
+mod dedup;
 mod ingest_formats;
 mod ingest_hostile;
 mod ingest_resume;

@@ -40,6 +40,7 @@ fn offsets_point_at_the_image_bytes_of_every_row() {
         assert_eq!(index.label(i), row.label);
         assert_eq!(index.labels(i), row.labels.as_slice());
         assert_eq!(index.size(i), (row.width as u32, row.height as u32));
+        assert_eq!(index.content_hash(i), row.content_hash);
     }
     assert_eq!(index.rows_by_key().len(), rows.len());
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: clap `*Args`, converted into the library's config in one
 //! function that destructures them exhaustively, then a call into the library.
 
+pub mod dedup;
 pub mod demo;
 pub mod ingest;
 pub mod loader;
@@ -12,6 +13,8 @@ use clap::Subcommand;
 pub enum Command {
     /// Convert image shards (ImageNet-21k tars, TFRecord, WebDataset, tar, folder, CIFAR) into a bitkit Parquet dataset
     Ingest(Box<ingest::IngestArgs>),
+    /// Find and remove near-duplicates of downstream test sets (CIFAR, ILSVRC val, Pets, Flowers, any dataset)
+    Dedup(Box<dedup::DedupArgs>),
     /// The training input pipeline: benchmark, inspect, fingerprint
     #[command(subcommand)]
     Loader(loader::LoaderCommand),
@@ -39,6 +42,7 @@ impl Outcome {
 pub fn run(command: Command) -> anyhow::Result<Outcome> {
     match command {
         Command::Ingest(args) => ingest::run(*args),
+        Command::Dedup(args) => dedup::run_command(*args),
         Command::Loader(command) => loader::run(command),
         Command::Demo(args) => demo::run(args),
     }

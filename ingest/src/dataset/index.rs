@@ -59,6 +59,8 @@ pub struct DatasetIndex {
     multi: Vec<i64>,
     multi_ends: Vec<u64>,
     sizes: Vec<(u32, u32)>,
+    /// blake3 of each row's encoded bytes (zeros when null).
+    content_hashes: Vec<[u8; 32]>,
     /// `None` for a row whose image is null.
     locations: Vec<Option<ImageLocation>>,
 }
@@ -77,6 +79,7 @@ impl DatasetIndex {
             multi: Vec::new(),
             multi_ends: Vec::new(),
             sizes: Vec::new(),
+            content_hashes: Vec::new(),
             locations: Vec::new(),
         };
         for (part_number, part) in manifest.parts.iter().enumerate() {
@@ -219,7 +222,7 @@ impl DatasetIndex {
     fn add_metadata_columns(&mut self, path: &Path, file: File) -> Result<()> {
         let parquet_error = |source| Error::Parquet { path: path.to_path_buf(), source };
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
-        let wanted = ["key", "label", "labels", "width", "height"];
+        let wanted = ["key", "label", "labels", "width", "height", "content_hash"];
         let roots: Vec<usize> = {
             let schema = builder.parquet_schema();
             let root = schema.root_schema();
@@ -244,14 +247,21 @@ impl DatasetIndex {
                     reason: format!("column {name} missing from a batch"),
                 })
             };
-            let (key, label, labels, width, height) =
-                (column("key")?, column("label")?, column("labels")?, column("width")?, column("height")?);
+            let (key, label, labels, width, height, hash) = (
+                column("key")?,
+                column("label")?,
+                column("labels")?,
+                column("width")?,
+                column("height")?,
+                column("content_hash")?,
+            );
             let typed = |reason: &str| Error::BadManifest { path: path.to_path_buf(), reason: reason.to_string() };
             let key = key.as_string_opt::<i32>().ok_or_else(|| typed("key is not utf8"))?;
             let label = label.as_primitive_opt::<Int64Type>().ok_or_else(|| typed("label is not int64"))?;
             let labels = labels.as_list_opt::<i32>().ok_or_else(|| typed("labels is not a list"))?;
             let width = width.as_primitive_opt::<Int32Type>().ok_or_else(|| typed("width is not int32"))?;
             let height = height.as_primitive_opt::<Int32Type>().ok_or_else(|| typed("height is not int32"))?;
+            let hash = hash.as_fixed_size_binary_opt().ok_or_else(|| typed("content_hash is not fixed_size_binary"))?;
             for row in 0..batch.num_rows() {
                 if !key.is_null(row) {
                     self.key_text.push_str(key.value(row));
@@ -266,6 +276,11 @@ impl DatasetIndex {
                 self.multi_ends.push(self.multi.len() as u64);
                 let side = |a: &arrow_array::Int32Array| if a.is_null(row) { 0 } else { a.value(row).max(0) as u32 };
                 self.sizes.push((side(width), side(height)));
+                let mut content = [0u8; 32];
+                if !hash.is_null(row) && hash.value(row).len() == 32 {
+                    content.copy_from_slice(hash.value(row));
+                }
+                self.content_hashes.push(content);
             }
         }
         Ok(())
@@ -315,6 +330,11 @@ impl DatasetIndex {
     /// Stored `(width, height)` of row `row` (before EXIF orientation).
     pub fn size(&self, row: usize) -> (u32, u32) {
         self.sizes.get(row).copied().unwrap_or((0, 0))
+    }
+
+    /// The `content_hash` (blake3 of the encoded bytes) of row `row`.
+    pub fn content_hash(&self, row: usize) -> [u8; 32] {
+        self.content_hashes.get(row).copied().unwrap_or([0; 32])
     }
 
     /// Where row `row`'s image bytes are; `None` for a null image.

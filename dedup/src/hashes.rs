@@ -1,0 +1,309 @@
+//! Upstream hashes: every row of a dataset hashed once, cached beside the dataset, keyed by the
+//! row's `content_hash` (blake3 of its bytes), so checking another test set later, or the same
+//! set after the dataset grew, decodes nothing already hashed.
+//!
+//! Per row: 3 views (trimmed full frame, centre square, raw frame) x 2 channels (native PDQ,
+//! 32x32 CIFAR channel) = 6 PDQ hashes with qualities, or the reason the image could not be
+//! hashed.
+//!
+//! Cache file (`pdq-hashes.bin` in the dataset directory by default), little-endian:
+//! `b"BKPDQv2\n"`, then records until the end: content hash (32 bytes), status (0 ok, 1 failed),
+//! then for ok: 6 x (hash 32 bytes + quality 1 byte) in the order of [`SLOTS`]; for failed: reason length (u16) + UTF-8 reason. Written to a
+//! temporary name and renamed; a damaged file is an error naming the byte offset, never a
+//! silently shorter cache.
+//!
+//! `bitkit dedup hash --worker-index I --num-workers N` hashes a contiguous block of rows into
+//! `pdq-hashes.bin.part-I-of-N`; the matcher reads the cache and every part beside it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bitkit_ingest::dataset::DatasetIndex;
+use bitkit_ingest::image::{Decoder, RegionRequest, RgbImage};
+use rayon::prelude::*;
+
+use crate::pdq::{pdq, Pdq, PdqHash};
+use crate::views::{canonical, Channel, View};
+use crate::DedupError;
+
+const MAGIC: &[u8; 8] = b"BKPDQv2\n";
+
+/// The file name of the cache inside a dataset directory.
+pub const CACHE_FILE: &str = "pdq-hashes.bin";
+
+/// Decoded images are scaled (DCT) so the shorter side stays at least this long: PDQ works on
+/// 64x64, and the centre view and border trimming need some room above that.
+pub const DECODE_MIN_SIDE: u32 = 128;
+
+/// The views and channels hashed for every upstream row, in record order.
+pub const SLOTS: [(Channel, View); 6] = [
+    (Channel::Native, View::Full),
+    (Channel::Native, View::Center),
+    (Channel::Native, View::Raw),
+    (Channel::Cifar32, View::Full),
+    (Channel::Cifar32, View::Center),
+    (Channel::Cifar32, View::Raw),
+];
+
+/// One row's hashes, or why there are none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowHashes {
+    // Boxed: a failed row is rare, and the cache holds one of these per distinct image.
+    Ok(Box<[Pdq; 6]>),
+    Failed(String),
+}
+
+impl RowHashes {
+    pub fn get(&self, channel: Channel, view: View) -> Option<Pdq> {
+        match self {
+            RowHashes::Ok(h) => SLOTS.iter().position(|&s| s == (channel, view)).map(|i| h[i]),
+            RowHashes::Failed(_) => None,
+        }
+    }
+}
+
+/// Decodes `bytes` (DCT-scaled) and hashes every slot.
+pub fn hash_image_bytes(decoder: &mut Decoder, bytes: &[u8], max_pixels: u64, scratch: &mut RgbImage) -> RowHashes {
+    match decode_for_hashing(decoder, bytes, max_pixels, scratch) {
+        Ok(()) => RowHashes::Ok(Box::new(hash_pixels(scratch))),
+        Err(reason) => RowHashes::Failed(reason),
+    }
+}
+
+/// Whole image, upright, at the smallest fast DCT scale keeping the shorter side >= 128.
+pub fn decode_for_hashing(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    max_pixels: u64,
+    out: &mut RgbImage,
+) -> Result<(), String> {
+    let info = bitkit_ingest::image::probe_image(bytes, max_pixels).map_err(|e| e.to_string())?;
+    let (w, h) = info.oriented_size();
+    let short = w.min(h).max(1);
+    // Both axes scale alike; ask for the size that keeps the shorter side at DECODE_MIN_SIDE.
+    let scale = f64::from(DECODE_MIN_SIDE.min(short)) / f64::from(short);
+    let request = RegionRequest {
+        left: 0.0,
+        top: 0.0,
+        width: f64::from(w),
+        height: f64::from(h),
+        min_width: (f64::from(w) * scale).ceil() as u32,
+        min_height: (f64::from(h) * scale).ceil() as u32,
+    };
+    let region = decoder.decode_region_into(bytes, max_pixels, &request, out).map_err(|e| e.to_string())?;
+    // A whole-image request decodes the whole image; anything else is a decoder contract break.
+    if region.x0 != 0 || region.y0 != 0 {
+        return Err(format!("decoder returned a window at ({}, {}) for a whole-image request", region.x0, region.y0));
+    }
+    Ok(())
+}
+
+/// The four slot hashes of decoded pixels.
+pub fn hash_pixels(image: &RgbImage) -> [Pdq; 6] {
+    SLOTS.map(|(channel, view)| pdq(&canonical(image, view, channel)))
+}
+
+/// Hashes of a dataset, by content hash.
+#[derive(Debug, Default, Clone)]
+pub struct HashCache {
+    pub by_content: HashMap<[u8; 32], RowHashes>,
+}
+
+impl HashCache {
+    /// Reads `path` (absent: empty) and every `path.part-*` beside it.
+    pub fn load(path: &Path) -> Result<HashCache, DedupError> {
+        let mut cache = HashCache::default();
+        let mut files = vec![path.to_path_buf()];
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            let prefix = format!("{name}.part-");
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                let mut parts: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+                    .filter(|p| !p.to_string_lossy().ends_with(".tmp"))
+                    .collect();
+                parts.sort();
+                files.extend(parts);
+            }
+        }
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(bytes) => cache.parse_into(&file, &bytes)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DedupError::Io { path: file, source }),
+            }
+        }
+        Ok(cache)
+    }
+
+    fn parse_into(&mut self, path: &Path, bytes: &[u8]) -> Result<(), DedupError> {
+        let bad = |offset: usize, reason: &str| DedupError::BadCache {
+            path: path.to_path_buf(),
+            reason: format!("at byte {offset}: {reason}"),
+        };
+        if bytes.get(..8) != Some(MAGIC) {
+            return Err(bad(0, "not a bitkit PDQ hash file (bad magic)"));
+        }
+        let mut pos = 8;
+        let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+            let slice = bytes.get(*pos..pos.checked_add(n)?)?;
+            *pos += n;
+            Some(slice)
+        };
+        while pos < bytes.len() {
+            let start = pos;
+            let key: [u8; 32] =
+                take(&mut pos, 32).and_then(|k| k.try_into().ok()).ok_or_else(|| bad(start, "truncated record"))?;
+            let status = take(&mut pos, 1).ok_or_else(|| bad(start, "truncated record"))?[0];
+            let row = match status {
+                0 => {
+                    let mut hashes = [Pdq { hash: PdqHash([0; 4]), quality: 0 }; 6];
+                    for slot in &mut hashes {
+                        let raw = take(&mut pos, 33).ok_or_else(|| bad(start, "truncated record"))?;
+                        let mut words = [0u64; 4];
+                        for (w, chunk) in words.iter_mut().zip(raw[..32].chunks_exact(8)) {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(chunk);
+                            *w = u64::from_le_bytes(b);
+                        }
+                        *slot = Pdq { hash: PdqHash(words), quality: raw[32] };
+                    }
+                    RowHashes::Ok(Box::new(hashes))
+                }
+                1 => {
+                    let len = take(&mut pos, 2).ok_or_else(|| bad(start, "truncated record"))?;
+                    let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+                    let text = take(&mut pos, len).ok_or_else(|| bad(start, "truncated reason"))?;
+                    RowHashes::Failed(String::from_utf8_lossy(text).into_owned())
+                }
+                other => return Err(bad(start + 32, &format!("unknown status {other}"))),
+            };
+            self.by_content.insert(key, row);
+        }
+        Ok(())
+    }
+
+    /// Serialises the records for `keys` (in that order) that the cache holds.
+    pub fn encode<'a>(&self, keys: impl Iterator<Item = &'a [u8; 32]>) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for key in keys {
+            let Some(row) = self.by_content.get(key) else { continue };
+            out.extend_from_slice(key);
+            match row {
+                RowHashes::Ok(hashes) => {
+                    out.push(0);
+                    for h in hashes.iter() {
+                        for w in h.hash.0 {
+                            out.extend_from_slice(&w.to_le_bytes());
+                        }
+                        out.push(h.quality);
+                    }
+                }
+                RowHashes::Failed(reason) => {
+                    out.push(1);
+                    let text = &reason.as_bytes()[..reason.len().min(usize::from(u16::MAX))];
+                    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+                    out.extend_from_slice(text);
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes the records of `keys` to `path` atomically.
+    pub fn write<'a>(&self, path: &Path, keys: impl Iterator<Item = &'a [u8; 32]>) -> Result<(), DedupError> {
+        let bytes = self.encode(keys);
+        let tmp = path.with_extension("bin.tmp");
+        let io = |source| DedupError::Io { path: path.to_path_buf(), source };
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// Content hash of every row.
+pub fn content_hashes(index: &DatasetIndex) -> Vec<[u8; 32]> {
+    (0..index.len()).map(|r| index.content_hash(r)).collect()
+}
+
+/// Hashes the rows `rows` of the dataset that `cache` lacks, with all cores; returns how
+/// many were hashed now.
+pub fn hash_missing(
+    index: &DatasetIndex,
+    contents: &[[u8; 32]],
+    rows: std::ops::Range<usize>,
+    cache: &mut HashCache,
+    max_pixels: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64, DedupError> {
+    let files: Vec<File> = index
+        .part_paths()
+        .iter()
+        .map(|p| File::open(p).map_err(|source| DedupError::Io { path: p.clone(), source }))
+        .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let todo: Vec<usize> =
+        rows.filter(|&r| !cache.by_content.contains_key(&contents[r]) && seen.insert(contents[r])).collect();
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<([u8; 32], RowHashes)> = todo
+        .par_iter()
+        .map_init(
+            || (Decoder::new().ok(), Vec::new(), RgbImage::default()),
+            |(decoder, bytes, image), &row| {
+                let hashes = match (decoder.as_mut(), index.location(row)) {
+                    (None, _) => RowHashes::Failed("could not create a libjpeg-turbo handle".into()),
+                    (_, None) => RowHashes::Failed("the row has no image bytes".into()),
+                    (Some(decoder), Some(loc)) => {
+                        bytes.clear();
+                        bytes.resize(loc.len as usize, 0);
+                        match files[loc.part as usize].read_exact_at(bytes, loc.offset) {
+                            Ok(()) => hash_image_bytes(decoder, bytes, max_pixels, image),
+                            Err(e) => RowHashes::Failed(format!("reading the image bytes: {e}")),
+                        }
+                    }
+                };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n.is_multiple_of(1024) {
+                    progress(n);
+                }
+                (contents[row], hashes)
+            },
+        )
+        .collect();
+    let hashed = results.len() as u64;
+    cache.by_content.extend(results);
+    Ok(hashed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trips_and_damage_is_located() {
+        let mut cache = HashCache::default();
+        let pdq = |q| Pdq { hash: PdqHash([1, 2, 3, u64::MAX]), quality: q };
+        cache
+            .by_content
+            .insert([1; 32], RowHashes::Ok(Box::new([pdq(10), pdq(20), pdq(30), pdq(40), pdq(50), pdq(60)])));
+        cache.by_content.insert([2; 32], RowHashes::Failed("not an image".into()));
+        let keys = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let bytes = cache.encode(keys.iter());
+        let mut back = HashCache::default();
+        back.parse_into(Path::new("x"), &bytes).expect("parses");
+        assert_eq!(back.by_content, cache.by_content);
+        for cut in 9..bytes.len() {
+            let mut partial = HashCache::default();
+            if partial.parse_into(Path::new("x"), &bytes[..cut]).is_ok() {
+                // Only cuts at record boundaries parse.
+                assert!(cut == 8 + 32 + 1 + 6 * 33 || cut == bytes.len(), "{cut}");
+            }
+        }
+        let error = back.parse_into(Path::new("x"), b"garbage!").expect_err("bad magic").to_string();
+        assert!(error.contains("bad magic"), "{error}");
+    }
+}

@@ -1,0 +1,595 @@
+//! `bitkit dedup`: hash the upstream dataset (cached), index the test sets, search, verify,
+//! write the outputs.
+//!
+//! 1. Upstream: every row's 4 hashes (2 views x 2 channels) from the cache beside the dataset,
+//!    hashing only rows whose content hash the cache lacks (all cores, DCT-scaled decode).
+//! 2. Test side: every image of every `--against` set, in its channel (CIFAR sets: the 32x32
+//!    channel, others native PDQ), both views, all 8 dihedral variants -> one Hamming index per
+//!    channel.
+//! 3. Search: each upstream hash (identity only) against the index of its channel, same view,
+//!    exact range search within the channel's radius.
+//! 4. Verify: for each (upstream row, test image) the candidates in order of distance are
+//!    compared on aligned grayscale (NCC and SSIM); the first that passes makes the pair a
+//!    `duplicate`, otherwise the closest is kept as `rejected`.
+//! 5. Outputs in `--out`, each written under a temporary name then renamed, `summary.json` last:
+//!    `pairs.parquet`, `exclude.txt`, `errors.jsonl`, `report.html`, `summary.json`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bitkit_ingest::dataset::DatasetIndex;
+use bitkit_ingest::image::{Decoder, RgbImage};
+use rayon::prelude::*;
+
+use crate::hashes::{content_hashes, decode_for_hashing, hash_missing, HashCache, RowHashes, CACHE_FILE};
+use crate::pairs::{write_pairs, PairRow};
+use crate::pdq::{pdq_dihedral_exact, Dihedral};
+use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair};
+use crate::search::HammingIndex;
+use crate::testsets::{TestPixels, TestSet};
+use crate::verify::{verify, Verification};
+use crate::views::{canonical, Channel, View};
+use crate::DedupError;
+
+/// Every setting of a run; thresholds are documented in docs/dedup.md.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DedupConfig {
+    pub upstream: PathBuf,
+    pub against: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    pub out: PathBuf,
+    /// Hash cache; default `UPSTREAM/pdq-hashes.bin`.
+    pub cache: Option<PathBuf>,
+    /// Search radius (bits) for native PDQ hashes.
+    pub radius: u32,
+    /// Search radius for the 32x32 CIFAR channel (a 32x32 image carries less detail).
+    pub radius_cifar: u32,
+    /// Verification: a pair is a duplicate when NCC >= this ...
+    pub min_ncc: f32,
+    /// ... and SSIM >= this.
+    pub min_ssim: f32,
+    /// Candidates verified per (upstream row, test image), closest first.
+    pub max_candidates_per_pair: usize,
+    /// Rejected candidates shown in the report.
+    pub report_rejected: usize,
+    pub max_pixels: u64,
+}
+
+impl DedupConfig {
+    pub fn new(upstream: PathBuf, against: Vec<String>, out: PathBuf) -> DedupConfig {
+        DedupConfig {
+            upstream,
+            against,
+            data_dir: None,
+            out,
+            cache: None,
+            radius: 31,
+            radius_cifar: 40,
+            min_ncc: 0.90,
+            min_ssim: 0.50,
+            max_candidates_per_pair: 8,
+            report_rejected: 50,
+            max_pixels: 178_956_970,
+        }
+    }
+
+    pub fn cache_path(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(|| self.upstream.join(CACHE_FILE))
+    }
+}
+
+/// Counts for one test set (BiT Table 7's columns and more).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TestSetSummary {
+    pub test_set: String,
+    pub test_images: u64,
+    pub test_images_failed: u64,
+    /// (upstream row, test image) pairs within the radius.
+    pub candidates: u64,
+    /// Pairs that passed verification.
+    pub verified: u64,
+    /// Upstream rows with at least one verified duplicate in this set.
+    pub upstream_rows_removed: u64,
+}
+
+/// What `--json` prints and `summary.json` holds.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DedupSummary {
+    pub upstream: String,
+    pub upstream_rows: u64,
+    pub hashed_now: u64,
+    pub hashed_from_cache: u64,
+    pub upstream_errors: u64,
+    pub test_sets: Vec<TestSetSummary>,
+    /// Distinct upstream keys in `exclude.txt`.
+    pub excluded: u64,
+    pub hash_seconds: f64,
+    pub hash_images_per_s: f64,
+    pub match_seconds: f64,
+    pub verify_seconds: f64,
+    pub seconds: f64,
+}
+
+struct TestEntry {
+    set: usize,
+    image: usize,
+    view: View,
+    dihedral: Dihedral,
+    quality: u8,
+}
+
+/// PNG thumbnails of a pair (upstream, test), when both decoded.
+type Thumbs = Option<(Vec<u8>, Vec<u8>)>;
+/// (upstream row, test set, test image) and its candidates.
+type Group<'a> = ((usize, usize, usize), Vec<&'a Candidate>);
+
+struct Candidate {
+    row: usize,
+    entry: usize,
+    channel: Channel,
+    distance: u32,
+    upstream_quality: u8,
+}
+
+/// Upstream rows of the dataset and their hashes.
+pub struct Upstream {
+    pub index: DatasetIndex,
+    pub contents: Vec<[u8; 32]>,
+    pub cache: HashCache,
+    pub hashed_now: u64,
+    pub hash_seconds: f64,
+}
+
+/// Step 1: open the dataset and make sure every row (of `rows`) is hashed, saving the cache.
+pub fn hash_upstream(
+    upstream: &Path,
+    cache_path: &Path,
+    rows: Option<std::ops::Range<usize>>,
+    max_pixels: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Upstream, DedupError> {
+    let index = DatasetIndex::open(upstream)?;
+    let contents = content_hashes(&index);
+    let mut cache = HashCache::load(cache_path)?;
+    let started = Instant::now();
+    let range = rows.unwrap_or(0..index.len());
+    let hashed_now = hash_missing(&index, &contents, range.clone(), &mut cache, max_pixels, progress)?;
+    let hash_seconds = started.elapsed().as_secs_f64();
+    if hashed_now > 0 {
+        let mut seen = HashSet::new();
+        let keys: Vec<&[u8; 32]> = contents[range].iter().filter(|k| seen.insert(**k)).collect();
+        if let Err(e) = cache.write(cache_path, keys.into_iter()) {
+            // A read-only dataset still deduplicates; it just hashes again next time.
+            tracing::warn!("could not save the hash cache: {e}");
+        }
+    }
+    Ok(Upstream { index, contents, cache, hashed_now, hash_seconds })
+}
+
+/// Runs the whole stage.
+pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<DedupSummary, DedupError> {
+    let started = Instant::now();
+    if config.against.is_empty() {
+        return Err(DedupError::Config("--against names no test set".into()));
+    }
+    // Test sets first: a missing download fails before an hour of hashing.
+    let sets: Vec<TestSet> = config
+        .against
+        .iter()
+        .map(|item| crate::testsets::load(item, config.data_dir.as_deref()))
+        .collect::<Result<_, _>>()?;
+    let upstream = hash_upstream(&config.upstream, &config.cache_path(), None, config.max_pixels, progress)?;
+    let rows = upstream.index.len();
+
+    // 2. Test-side hashes and indexes.
+    let mut errors: Vec<serde_json::Value> = Vec::new();
+    let decoded_tests: Vec<Vec<Option<RgbImage>>> = sets
+        .iter()
+        .map(|set| {
+            set.images
+                .par_iter()
+                .map_init(Decoder::new, |decoder, image| match (&image.image, decoder) {
+                    (TestPixels::Rgb(rgb), _) => Ok(rgb.clone()),
+                    (TestPixels::Encoded(bytes), Ok(decoder)) => {
+                        let mut out = RgbImage::default();
+                        decode_for_hashing(decoder, bytes, config.max_pixels, &mut out).map(|()| out)
+                    }
+                    (TestPixels::Encoded(_), Err(e)) => Err(e.to_string()),
+                })
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect::<Vec<Result<RgbImage, String>>>()
+        })
+        .zip(&sets)
+        .map(|(results, set)| {
+            results
+                .into_iter()
+                .zip(&set.images)
+                .map(|(r, image)| match r {
+                    Ok(rgb) => Some(rgb),
+                    Err(reason) => {
+                        errors.push(serde_json::json!({"side": "test", "test_set": set.name, "test_index": image.index, "name": image.name, "reason": reason}));
+                        None
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut entries: [Vec<TestEntry>; 2] = [Vec::new(), Vec::new()];
+    let mut codes: [Vec<[u64; 4]>; 2] = [Vec::new(), Vec::new()];
+    for (s, set) in sets.iter().enumerate() {
+        let channel = if set.kind.is_cifar() { Channel::Cifar32 } else { Channel::Native };
+        let c = channel_slot(channel);
+        let hashed: Vec<Vec<(View, [crate::pdq::PdqHash; 8], u8)>> = decoded_tests[s]
+            .par_iter()
+            .map(|image| match image {
+                None => Vec::new(),
+                Some(image) => View::ALL
+                    .into_iter()
+                    .map(|view| {
+                        let (hashes, quality) = pdq_dihedral_exact(&canonical(image, view, channel));
+                        (view, hashes, quality)
+                    })
+                    .collect(),
+            })
+            .collect();
+        for (i, views) in hashed.into_iter().enumerate() {
+            for (view, hashes, quality) in views {
+                for (dihedral, hash) in Dihedral::ALL.into_iter().zip(hashes) {
+                    entries[c].push(TestEntry { set: s, image: i, view, dihedral, quality });
+                    codes[c].push(hash.0);
+                }
+            }
+        }
+    }
+    let indexes = [HammingIndex::new(std::mem::take(&mut codes[0])), HammingIndex::new(std::mem::take(&mut codes[1]))];
+
+    // 3. Search.
+    let match_started = Instant::now();
+    let candidates: Vec<Candidate> = (0..rows)
+        .into_par_iter()
+        .map_init(Vec::new, |found, row| {
+            let mut out = Vec::new();
+            let Some(RowHashes::Ok(_)) = upstream.cache.by_content.get(&upstream.contents[row]) else { return out };
+            let hashes = &upstream.cache.by_content[&upstream.contents[row]];
+            for channel in [Channel::Native, Channel::Cifar32] {
+                let c = channel_slot(channel);
+                if indexes[c].is_empty() {
+                    continue;
+                }
+                let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
+                for view in View::ALL {
+                    let Some(pdq) = hashes.get(channel, view) else { continue };
+                    found.clear();
+                    indexes[c].range(&pdq.hash.0, radius, found);
+                    for &(entry, distance) in found.iter() {
+                        if entries[c][entry as usize].view == view {
+                            out.push(Candidate {
+                                row,
+                                entry: entry as usize,
+                                channel,
+                                distance,
+                                upstream_quality: pdq.quality,
+                            });
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .flatten()
+        .collect();
+    let match_seconds = match_started.elapsed().as_secs_f64();
+
+    // 4. Verify, per (row, set, test image), closest first.
+    let verify_started = Instant::now();
+    let mut groups: BTreeMap<(usize, usize, usize), Vec<&Candidate>> = BTreeMap::new();
+    for candidate in &candidates {
+        let e = &entries[channel_slot(candidate.channel)][candidate.entry];
+        groups.entry((candidate.row, e.set, e.image)).or_default().push(candidate);
+    }
+    let group_list: Vec<Group> = groups.into_iter().collect();
+    let files = open_parts(&upstream.index)?;
+    let verdicts: Vec<(PairRow, Thumbs)> = group_list
+        .par_iter()
+        .map_init(Decoder::new, |decoder, ((row, set, image), group)| {
+            let mut group = group.clone();
+            group.sort_by_key(|c| (c.distance, c.entry));
+            let test = decoded_tests[*set][*image].as_ref();
+            let upstream_image =
+                decoder.as_mut().ok().and_then(|d| decode_row(d, &upstream.index, &files, *row, config.max_pixels));
+            let mut best: Option<(PairRow, bool)> = None;
+            for candidate in group.iter().take(config.max_candidates_per_pair.max(1)) {
+                let e = &entries[channel_slot(candidate.channel)][candidate.entry];
+                let v = match (upstream_image.as_ref(), test) {
+                    (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
+                    _ => Verification { ncc: 0.0, ssim: 0.0 },
+                };
+                let pass = v.ncc >= config.min_ncc && v.ssim >= config.min_ssim;
+                let pair = PairRow {
+                    upstream_key: upstream.index.key(*row).to_string(),
+                    upstream_row: *row as i64,
+                    test_set: sets[*set].name.clone(),
+                    test_index: sets[*set].images[*image].index as i64,
+                    test_name: sets[*set].images[*image].name.clone(),
+                    view: view_name(e.view).to_string(),
+                    flip: e.dihedral.as_str().to_string(),
+                    distance: candidate.distance as i32,
+                    upstream_quality: i32::from(candidate.upstream_quality),
+                    test_quality: i32::from(e.quality),
+                    ncc: v.ncc,
+                    ssim: v.ssim,
+                    score: v.ncc,
+                    verdict: if pass { "duplicate" } else { "rejected" }.to_string(),
+                };
+                if pass {
+                    best = Some((pair, true));
+                    break;
+                }
+                if best.is_none() {
+                    best = Some((pair, false));
+                }
+            }
+            let (pair, _) = best.unwrap_or_else(unreachable_pair);
+            let thumbs = match (upstream_image.as_ref(), test) {
+                (Some(u), Some(t)) => Some((
+                    png_thumbnail(&u.pixels, u.width, u.height, 128),
+                    png_thumbnail(&t.pixels, t.width, t.height, 128),
+                )),
+                _ => None,
+            };
+            (pair, thumbs)
+        })
+        .collect();
+    let verify_seconds = verify_started.elapsed().as_secs_f64();
+
+    // Summaries.
+    let mut per_set: Vec<TestSetSummary> = sets
+        .iter()
+        .zip(&decoded_tests)
+        .map(|(set, decoded)| TestSetSummary {
+            test_set: set.name.clone(),
+            test_images: set.images.len() as u64,
+            test_images_failed: decoded.iter().filter(|d| d.is_none()).count() as u64,
+            ..TestSetSummary::default()
+        })
+        .collect();
+    let mut removed: Vec<HashSet<usize>> = vec![HashSet::new(); sets.len()];
+    let mut excluded: HashSet<&str> = HashSet::new();
+    for (((row, set, _), _), (pair, _)) in group_list.iter().zip(&verdicts) {
+        per_set[*set].candidates += 1;
+        if pair.verdict == "duplicate" {
+            per_set[*set].verified += 1;
+            removed[*set].insert(*row);
+            excluded.insert(upstream.index.key(*row));
+        }
+    }
+    for (summary, rows) in per_set.iter_mut().zip(&removed) {
+        summary.upstream_rows_removed = rows.len() as u64;
+    }
+    let mut upstream_errors = 0u64;
+    for row in 0..rows {
+        if let Some(RowHashes::Failed(reason)) = upstream.cache.by_content.get(&upstream.contents[row]) {
+            upstream_errors += 1;
+            errors.push(
+                serde_json::json!({"side": "upstream", "key": upstream.index.key(row), "row": row, "reason": reason}),
+            );
+        }
+    }
+
+    // 5. Outputs.
+    std::fs::create_dir_all(&config.out).map_err(|source| DedupError::Io { path: config.out.clone(), source })?;
+    let pairs: Vec<PairRow> = verdicts.iter().map(|(p, _)| p.clone()).collect();
+    write_pairs(&config.out.join("pairs.parquet"), &pairs)?;
+    let mut keys: Vec<&str> = excluded.into_iter().collect();
+    keys.sort_unstable();
+    let exclude_text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+    write_atomic(&config.out.join("exclude.txt"), exclude_text.as_bytes())?;
+    let errors_text: String = errors.iter().map(|e| format!("{e}\n")).collect();
+    write_atomic(&config.out.join("errors.jsonl"), errors_text.as_bytes())?;
+
+    fn to_report((pair, thumbs): &(PairRow, Thumbs)) -> ReportPair<'_> {
+        ReportPair {
+            test_set: &pair.test_set,
+            test_index: pair.test_index as u64,
+            upstream_key: &pair.upstream_key,
+            view: &pair.view,
+            dihedral: &pair.flip,
+            distance: pair.distance as u32,
+            upstream_quality: pair.upstream_quality as u8,
+            test_quality: pair.test_quality as u8,
+            ncc: pair.ncc,
+            ssim: pair.ssim,
+            verdict: &pair.verdict,
+            upstream_thumb: thumbs.as_ref().map(|t| t.0.as_slice()),
+            test_thumb: thumbs.as_ref().map(|t| t.1.as_slice()),
+        }
+    }
+    let report = Report {
+        title: format!("bitkit dedup: {}", config.upstream.display()),
+        upstream: config.upstream.display().to_string(),
+        upstream_rows: rows as u64,
+        counts: per_set
+            .iter()
+            .map(|s| ReportCounts {
+                test_set: s.test_set.clone(),
+                test_images: s.test_images,
+                candidates: s.candidates,
+                verified: s.verified,
+                upstream_rows_removed: s.upstream_rows_removed,
+            })
+            .collect(),
+        verified: verdicts.iter().filter(|(p, _)| p.verdict == "duplicate").map(to_report).collect(),
+        rejected_sample: verdicts
+            .iter()
+            .filter(|(p, _)| p.verdict != "duplicate")
+            .take(config.report_rejected)
+            .map(to_report)
+            .collect(),
+        settings: vec![
+            ("radius (native PDQ)".into(), config.radius.to_string()),
+            ("radius (32x32 CIFAR channel)".into(), config.radius_cifar.to_string()),
+            ("min NCC".into(), config.min_ncc.to_string()),
+            ("min SSIM".into(), config.min_ssim.to_string()),
+            ("test sets".into(), config.against.join(", ")),
+        ],
+    };
+    write_atomic(&config.out.join("report.html"), render_html(&report).as_bytes())?;
+
+    let hashed_now = upstream.hashed_now;
+    let summary = DedupSummary {
+        upstream: config.upstream.display().to_string(),
+        upstream_rows: rows as u64,
+        hashed_now,
+        hashed_from_cache: rows as u64 - hashed_now.min(rows as u64),
+        upstream_errors,
+        test_sets: per_set,
+        excluded: keys.len() as u64,
+        hash_seconds: upstream.hash_seconds,
+        hash_images_per_s: if upstream.hash_seconds > 0.0 { hashed_now as f64 / upstream.hash_seconds } else { 0.0 },
+        match_seconds,
+        verify_seconds,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| DedupError::Config(e.to_string()))?;
+    write_atomic(&config.out.join("summary.json"), &json)?;
+    Ok(summary)
+}
+
+fn unreachable_pair() -> (PairRow, bool) {
+    // Groups are built from at least one candidate, so the loop above always sets `best`.
+    (
+        PairRow {
+            upstream_key: String::new(),
+            upstream_row: -1,
+            test_set: String::new(),
+            test_index: -1,
+            test_name: String::new(),
+            view: String::new(),
+            flip: String::new(),
+            distance: -1,
+            upstream_quality: 0,
+            test_quality: 0,
+            ncc: 0.0,
+            ssim: 0.0,
+            score: 0.0,
+            verdict: "rejected".into(),
+        },
+        false,
+    )
+}
+
+fn channel_slot(channel: Channel) -> usize {
+    match channel {
+        Channel::Native => 0,
+        Channel::Cifar32 => 1,
+    }
+}
+
+pub fn view_name(view: View) -> &'static str {
+    view.as_str()
+}
+
+fn open_parts(index: &DatasetIndex) -> Result<Vec<std::fs::File>, DedupError> {
+    index
+        .part_paths()
+        .iter()
+        .map(|p| std::fs::File::open(p).map_err(|source| DedupError::Io { path: p.clone(), source }))
+        .collect()
+}
+
+fn decode_row(
+    decoder: &mut Decoder,
+    index: &DatasetIndex,
+    files: &[std::fs::File],
+    row: usize,
+    max_pixels: u64,
+) -> Option<RgbImage> {
+    use std::os::unix::fs::FileExt;
+    let loc = index.location(row)?;
+    let mut bytes = vec![0u8; loc.len as usize];
+    files.get(loc.part as usize)?.read_exact_at(&mut bytes, loc.offset).ok()?;
+    let mut out = RgbImage::default();
+    decode_for_hashing(decoder, &bytes, max_pixels, &mut out).ok()?;
+    Some(out)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DedupError> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let io = |source| DedupError::Io { path: path.to_path_buf(), source };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Keys of `exclude.txt` as a set (for `--write-clean` and tests).
+pub fn excluded_keys(out: &Path) -> Result<HashSet<String>, DedupError> {
+    let path = out.join("exclude.txt");
+    let text = std::fs::read_to_string(&path).map_err(|source| DedupError::Io { path, source })?;
+    Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+/// `--write-clean`: a new dataset holding every row of `upstream` whose key is not in
+/// `excluded`, in order, with the upstream's classes; the manifest records what was removed.
+pub fn write_clean(upstream: &Path, excluded: &HashSet<String>, out: &Path) -> Result<u64, DedupError> {
+    use bitkit_ingest::dataset::{part_file_name, DatasetReader, Manifest, PartWriter, Row, WriterSettings};
+    let reader = DatasetReader::open(upstream)?;
+    let manifest = reader.manifest().clone();
+    if out.join(bitkit_ingest::dataset::MANIFEST_FILE).exists() {
+        return Err(DedupError::Config(format!("{} already holds a dataset", out.display())));
+    }
+    std::fs::create_dir_all(out).map_err(|source| DedupError::Io { path: out.to_path_buf(), source })?;
+    let with_original = manifest.config.get("reencode").is_some_and(|v| !v.is_null());
+    let settings = WriterSettings::default();
+    let mut parts = Vec::new();
+    let mut writer: Option<PartWriter> = None;
+    let mut kept = 0u64;
+    let classes = manifest.classes.clone();
+    for row in reader.rows() {
+        let row = row?;
+        if excluded.contains(&row.key) {
+            continue;
+        }
+        let format = bitkit_ingest::image::sniff_format(&row.image_bytes).map_or("unknown", |f| f.as_str());
+        let w = match writer.as_mut() {
+            Some(w) => w,
+            None => writer.insert(PartWriter::create(
+                out,
+                &part_file_name(parts.len()),
+                classes.as_deref(),
+                row.original_hash.is_some() || with_original,
+                settings,
+            )?),
+        };
+        w.write_row(Row {
+            key: row.key,
+            image_bytes: bytes::Bytes::from(row.image_bytes),
+            image_path: row.image_path,
+            labels: row.labels,
+            width: row.width,
+            height: row.height,
+            format,
+            content_hash: row.content_hash,
+            source: std::sync::Arc::from(row.source.as_str()),
+            source_index: row.source_index,
+            original_hash: row.original_hash,
+        })?;
+        kept += 1;
+        if w.is_full() {
+            if let Some(w) = writer.take() {
+                parts.push(w.finish()?);
+            }
+        }
+    }
+    if let Some(w) = writer {
+        parts.push(w.finish()?);
+    }
+    let config = serde_json::json!({
+        "derived_from": upstream.display().to_string(),
+        "removed_by": "bitkit dedup --write-clean",
+        "removed_rows": excluded.len(),
+        "upstream_config": manifest.config,
+    });
+    Manifest::write_complete(out, classes, parts, manifest.sources.clone(), &[], config)?;
+    Ok(kept)
+}

@@ -1,0 +1,129 @@
+//! `bitkit dedup` end to end: planted upscaled (and flipped) copies of CIFAR-10 test images in
+//! an upstream dataset of distinct images are found, exactly, and nothing else.
+
+use crate::util::TestDir;
+use bitkit_fixtures as fx;
+use bitkit_fixtures::testsets::{cifar_test_picture, write_cifar10_test, Layout};
+use image::{imageops, RgbImage};
+use rand::{Rng, SeedableRng};
+
+const SEED: u64 = 7;
+const PLANTED: [(usize, bool); 3] = [(3, false), (17, true), (42, false)];
+
+fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(image).expect("encodes");
+    out
+}
+
+/// A smooth random picture: a few random sinusoids per channel (distinct from each other and
+/// from the fixture's CIFAR patterns).
+fn distinct(seed: u64) -> RgbImage {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let waves: Vec<(f32, f32, f32, f32)> = (0..9)
+        .map(|_| {
+            (
+                rng.random_range(0.5..6.0),
+                rng.random_range(0.5..6.0),
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(20.0..60.0),
+            )
+        })
+        .collect();
+    RgbImage::from_fn(320, 240, |x, y| {
+        let (u, v) = (x as f32 / 320.0, y as f32 / 240.0);
+        let channel = |c: usize| {
+            let s: f32 = waves[c * 3..c * 3 + 3]
+                .iter()
+                .map(|(fx, fy, p, a)| a * (std::f32::consts::TAU * (fx * u + fy * v) + p).sin())
+                .sum();
+            (128.0 + s).clamp(0.0, 255.0) as u8
+        };
+        image::Rgb([channel(0), channel(1), channel(2)])
+    })
+}
+
+fn upstream(t: &TestDir) -> Vec<String> {
+    let dir = t.path("up/images");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut planted = Vec::new();
+    for (index, flip) in PLANTED {
+        let picture = cifar_test_picture(fx::CifarVariant::Cifar10, SEED, index);
+        let small = RgbImage::from_raw(32, 32, picture.rgb).expect("32x32");
+        let mut big = imageops::resize(&small, 256, 256, imageops::FilterType::Triangle);
+        if flip {
+            big = imageops::flip_horizontal(&big);
+        }
+        let name = format!("planted_{index:03}");
+        std::fs::write(dir.join(format!("{name}.jpg")), jpeg(&big, 85)).expect("write");
+        planted.push(name);
+    }
+    for i in 0..40 {
+        std::fs::write(dir.join(format!("distinct_{i:03}.jpg")), jpeg(&distinct(1000 + i), 90)).expect("write");
+    }
+    std::fs::write(dir.join("broken_000.jpg"), b"\xFF\xD8\xFF\xE0 not really a jpeg").expect("write");
+    planted
+}
+
+#[test]
+fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
+    let t = TestDir::new();
+    write_cifar10_test(&t.path("data"), 60, SEED, Layout::Archive).expect("cifar");
+    let planted = upstream(&t);
+    // The broken file is rejected by ingest (not an image); the rest are rows.
+    let run = t.bitkit(&["ingest", "--format", "folder", "up", "--out", "ds", "--quiet"]);
+    assert!(matches!(run.code(), 0 | 3), "{}", run.stderr());
+
+    let args = ["dedup", "ds", "--against", "cifar10-test", "--data-dir", "data", "--out", "dd", "--json"];
+    let summary = t.bitkit(&args).expect_code(0).json();
+    let set = &summary["test_sets"][0];
+    assert_eq!(set["test_set"], "cifar10-test");
+    assert_eq!(set["test_images"], 60);
+    assert_eq!(set["upstream_rows_removed"], 3, "{summary}");
+    let excluded: Vec<String> =
+        std::fs::read_to_string(t.path("dd/exclude.txt")).expect("exclude.txt").lines().map(str::to_string).collect();
+    assert_eq!(excluded.len(), 3, "{excluded:?}");
+    for name in &planted {
+        assert!(excluded.iter().any(|k| k.ends_with(name.as_str())), "{name} missing from {excluded:?}");
+    }
+    assert!(summary["hashed_now"].as_u64().expect("count") > 0);
+    let html = std::fs::read_to_string(t.path("dd/report.html")).expect("report");
+    assert!(html.contains("cifar10-test") && html.contains("data:image/png;base64,"));
+    let pairs = std::fs::File::open(t.path("dd/pairs.parquet")).expect("pairs");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(pairs)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert!(rows >= 3);
+
+    // Second run: every upstream hash comes from the cache.
+    let again = t.bitkit(&["dedup", "ds", "--against", "cifar10-test", "--data-dir", "data", "--out", "dd2", "--json"]);
+    let again = again.expect_code(0).json();
+    assert_eq!(again["hashed_now"], 0);
+    assert_eq!(
+        std::fs::read(t.path("dd/exclude.txt")).expect("a"),
+        std::fs::read(t.path("dd2/exclude.txt")).expect("b")
+    );
+
+    // --write-clean drops exactly the excluded rows.
+    t.bitkit(&[&args[..], &["--write-clean", "clean"]].concat()).expect_code(0);
+    let before = crate::util::rows(&t.path("ds")).len();
+    let after = crate::util::rows(&t.path("clean"));
+    assert_eq!(after.len(), before - 3);
+    assert!(after.iter().all(|r| !r.key.contains("planted")));
+}
+
+#[test]
+fn a_missing_test_set_names_the_files_and_where_it_looked() {
+    let t = TestDir::new();
+    std::fs::create_dir_all(t.path("up/a")).expect("mkdir");
+    std::fs::write(t.path("up/a/x.jpg"), jpeg(&distinct(1), 90)).expect("write");
+    t.bitkit(&["ingest", "--format", "folder", "up", "--out", "ds", "--quiet"]).expect_code(0);
+    std::fs::create_dir_all(t.path("empty")).expect("mkdir");
+    let run = t.bitkit(&["dedup", "ds", "--against", "cifar100-test", "--data-dir", "empty", "--out", "dd"]);
+    let stderr = run.expect_code(1).stderr();
+    assert!(stderr.contains("cifar-100-binary") && stderr.contains("empty"), "{stderr}");
+    let run = t.bitkit(&["dedup", "ds", "--against", "imagenet-test", "--data-dir", "empty", "--out", "dd"]);
+    assert!(run.expect_code(1).stderr().contains("imagenet-test"));
+}
