@@ -25,7 +25,7 @@ use bitkit_ingest::image::{Decoder, RegionRequest, RgbImage};
 use rayon::prelude::*;
 
 use crate::pdq::{pdq, Pdq, PdqHash};
-use crate::views::{canonical, Channel, View};
+use crate::views::{area_downsample, center_square, trim_borders, Channel, View, CIFAR_SIDE};
 use crate::DedupError;
 
 const MAGIC: &[u8; 8] = b"BKPDQv2\n";
@@ -100,9 +100,17 @@ pub fn decode_for_hashing(
     Ok(())
 }
 
-/// The four slot hashes of decoded pixels.
+/// The slot hashes of decoded pixels, in [`SLOTS`] order. Each view is cut once and feeds
+/// both channels (border trimming is computed once for the trimmed views).
 pub fn hash_pixels(image: &RgbImage) -> [Pdq; 6] {
-    SLOTS.map(|(channel, view)| pdq(&canonical(image, view, channel)))
+    let trimmed = trim_borders(image);
+    let center = center_square(&trimmed);
+    let views = [&trimmed, &center, image];
+    let native = views.map(pdq);
+    let cifar = views.map(|v| pdq(&area_downsample(v, CIFAR_SIDE, CIFAR_SIDE)));
+    debug_assert!(SLOTS[..3].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Native, v)));
+    debug_assert!(SLOTS[3..].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Cifar32, v)));
+    [native[0], native[1], native[2], cifar[0], cifar[1], cifar[2]]
 }
 
 /// Hashes of a dataset, by content hash.
@@ -282,6 +290,14 @@ pub fn hash_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_pixels_equals_hashing_each_canonical_view() {
+        let image =
+            RgbImage { width: 90, height: 60, pixels: (0..90 * 60 * 3).map(|i| ((i * 7) % 251) as u8).collect() };
+        let expected = SLOTS.map(|(channel, view)| pdq(&crate::views::canonical(&image, view, channel)));
+        assert_eq!(hash_pixels(&image), expected);
+    }
 
     #[test]
     fn cache_round_trips_and_damage_is_located() {

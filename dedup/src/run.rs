@@ -65,7 +65,7 @@ impl DedupConfig {
             out,
             cache: None,
             radius: 31,
-            radius_cifar: 40,
+            radius_cifar: 56,
             min_ncc: 0.90,
             min_ssim: 0.50,
             max_candidates_per_pair: 8,
@@ -242,7 +242,16 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             }
         }
     }
-    let indexes = [HammingIndex::new(std::mem::take(&mut codes[0])), HammingIndex::new(std::mem::take(&mut codes[1]))];
+    // One index per (channel, view): a query only ever matches entries of its own view, so
+    // mixing the views would scan 3x the codes for nothing.
+    let view_index = |c: usize, view: View| -> (HammingIndex, Vec<u32>) {
+        let ids: Vec<u32> = (0..entries[c].len()).filter(|&i| entries[c][i].view == view).map(|i| i as u32).collect();
+        let view_codes = ids.iter().map(|&i| codes[c][i as usize]).collect();
+        (HammingIndex::new(view_codes), ids)
+    };
+    let indexes: [[(HammingIndex, Vec<u32>); 3]; 2] =
+        [View::ALL.map(|v| view_index(0, v)), View::ALL.map(|v| view_index(1, v))];
+    drop(codes);
 
     // 3. Search.
     let match_started = Instant::now();
@@ -254,24 +263,19 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             let hashes = &upstream.cache.by_content[&upstream.contents[row]];
             for channel in [Channel::Native, Channel::Cifar32] {
                 let c = channel_slot(channel);
-                if indexes[c].is_empty() {
-                    continue;
-                }
                 let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
-                for view in View::ALL {
-                    let Some(pdq) = hashes.get(channel, view) else { continue };
-                    found.clear();
-                    indexes[c].range(&pdq.hash.0, radius, found);
-                    for &(entry, distance) in found.iter() {
-                        if entries[c][entry as usize].view == view {
-                            out.push(Candidate {
-                                row,
-                                entry: entry as usize,
-                                channel,
-                                distance,
-                                upstream_quality: pdq.quality,
-                            });
-                        }
+                for (v, view) in View::ALL.into_iter().enumerate() {
+                    let (index, ids) = &indexes[c][v];
+                    let Some(pdq) = hashes.get(channel, view).filter(|_| !index.is_empty()) else { continue };
+                    index.range(&pdq.hash.0, radius, found);
+                    for &(local, distance) in found.iter() {
+                        out.push(Candidate {
+                            row,
+                            entry: ids[local as usize] as usize,
+                            channel,
+                            distance,
+                            upstream_quality: pdq.quality,
+                        });
                     }
                 }
             }

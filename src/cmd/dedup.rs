@@ -49,8 +49,8 @@ pub struct DedupArgs {
     /// Hamming radius for native PDQ hashes
     #[arg(long, default_value_t = 31)]
     pub radius: u32,
-    /// Hamming radius for the 32x32 CIFAR channel
-    #[arg(long, default_value_t = 40)]
+    /// Hamming radius for the 32x32 CIFAR channel (PDQ of a 32x32 image is less stable; verification filters)
+    #[arg(long, default_value_t = 56)]
     pub radius_cifar: u32,
     /// Verification: minimum normalized cross-correlation
     #[arg(long, default_value_t = 0.90)]
