@@ -34,9 +34,13 @@ fn demo_runs_end_to_end() {
         .expect_code(0);
     let summary = run.json();
     assert_eq!(summary["merge_matches_single_run"], true);
-    // 4 x 5 synthetic images + the hostile tar's 6 valid ones; its 4 bad ones rejected.
-    assert_eq!(summary["rows"], 26);
+    // 4 x 5 synthetic images + the hostile tar's 6 valid ones + 3 planted CIFAR copies; the
+    // hostile tar's 4 bad ones rejected.
+    assert_eq!(summary["rows"], 29);
     assert_eq!(summary["rejected"], 4);
-    assert_eq!(summary["hashes_verified"], 26);
+    assert_eq!(summary["hashes_verified"], 29);
+    assert!(summary["dedup_excluded"].as_u64().expect("count") >= 3);
+    assert_eq!(summary["loader_thread_independent"], true);
     assert!(out.join("dataset/dataset.json").exists());
+    assert!(out.join("dedup/exclude.txt").exists() && out.join("samples.png").exists());
 }

@@ -47,8 +47,11 @@ pub struct DedupConfig {
     pub radius_cifar: u32,
     /// Verification: a pair is a duplicate when NCC >= this ...
     pub min_ncc: f32,
-    /// ... and SSIM >= this.
+    /// ... and SSIM >= this,
     pub min_ssim: f32,
+    /// ... or SSIM alone >= this: NCC over a whole thumbnail drops when a few border rows are
+    /// mis-trimmed (JPEG ringing at letterbox bars), SSIM's local windows do not.
+    pub ssim_alone: f32,
     /// Candidates verified per (upstream row, test image), closest first.
     pub max_candidates_per_pair: usize,
     /// Rejected candidates shown in the report.
@@ -68,6 +71,7 @@ impl DedupConfig {
             radius_cifar: 56,
             min_ncc: 0.90,
             min_ssim: 0.50,
+            ssim_alone: 0.92,
             max_candidates_per_pair: 8,
             report_rejected: 50,
             max_pixels: 178_956_970,
@@ -309,7 +313,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
                     _ => Verification { ncc: 0.0, ssim: 0.0 },
                 };
-                let pass = v.ncc >= config.min_ncc && v.ssim >= config.min_ssim;
+                let pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim) || v.ssim >= config.ssim_alone;
                 let pair = PairRow {
                     upstream_key: upstream.index.key(*row).to_string(),
                     upstream_row: *row as i64,
@@ -435,6 +439,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             ("radius (32x32 CIFAR channel)".into(), config.radius_cifar.to_string()),
             ("min NCC".into(), config.min_ncc.to_string()),
             ("min SSIM".into(), config.min_ssim.to_string()),
+            ("SSIM alone".into(), config.ssim_alone.to_string()),
             ("test sets".into(), config.against.join(", ")),
         ],
     };

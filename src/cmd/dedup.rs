@@ -55,9 +55,12 @@ pub struct DedupArgs {
     /// Verification: minimum normalized cross-correlation
     #[arg(long, default_value_t = 0.90)]
     pub min_ncc: f32,
-    /// Verification: minimum SSIM
+    /// Verification: minimum SSIM (with --min-ncc)
     #[arg(long, default_value_t = 0.50)]
     pub min_ssim: f32,
+    /// Verification: SSIM at or above this passes on its own
+    #[arg(long, default_value_t = 0.92)]
+    pub ssim_alone: f32,
     /// Print a JSON summary on stdout
     #[arg(long)]
     pub json: bool,
@@ -99,6 +102,7 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
         radius_cifar,
         min_ncc,
         min_ssim,
+        ssim_alone,
         json,
     } = args;
     let (Some(dataset), Some(out)) = (dataset, out) else { anyhow::bail!("DATASET and --out are required") };
@@ -109,6 +113,7 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
     config.radius_cifar = radius_cifar;
     config.min_ncc = min_ncc;
     config.min_ssim = min_ssim;
+    config.ssim_alone = ssim_alone;
     let summary = run(&config, &|_| {}).with_context(|| format!("deduplicating {}", dataset.display()))?;
     if let Some(clean) = clean {
         let excluded = excluded_keys(&out)?;

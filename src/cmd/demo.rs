@@ -5,11 +5,15 @@
 //! 2. `ingest` it into a dataset, then again as 2 workers + `merge`, and check both hold the
 //!    same rows.
 //! 3. Read the dataset back and verify every row's blake3 against its bytes.
-//! 4. Load it for training (BiT-HyperRule mode, MixUp): one epoch with 1 thread and with all
-//!    cores must give the same batch fingerprints, a resume at a middle step the same
-//!    batches, and a PNG grid shows augmented samples.
+//! 4. Deduplicate it against a generated CIFAR-10 test set (an official-layout archive): the
+//!    corpus holds upscaled JPEG copies of 3 of its test images, which must be excluded (the
+//!    synthetic generator draws a class's pattern the same way for both sets, so a few more
+//!    rows look alike and are excluded with them).
+//! 5. Load it for training (BiT-HyperRule mode, MixUp, dedup's exclusion list): one epoch with
+//!    1 thread and with all cores must give the same batch fingerprints, a resume at a middle
+//!    step the same batches, and a PNG grid shows augmented samples.
 //!
-//! Later stages (dedup, train) join the chain as they are built.
+//! The trainer joins the chain when it is built.
 
 use super::{print_json, Outcome};
 use anyhow::Context;
@@ -53,6 +57,7 @@ struct DemoSummary {
     ingest_images_per_s: f64,
     merge_matches_single_run: bool,
     hashes_verified: u64,
+    dedup_excluded: u64,
     loader_mode: String,
     loader_images_per_s: f64,
     loader_thread_independent: bool,
@@ -83,14 +88,38 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     bitkit_fixtures::write_imagenet_tars(&corpus, &set).context("writing the synthetic corpus")?;
     let hostile = corpus.join(bitkit_fixtures::wnid(classes) + ".tar");
     let expected = bitkit_fixtures::write_bad_imagenet_tar(&hostile).context("writing the hostile shard")?;
-    let generated = set.samples.len() + expected.kept.len() + expected.rejects.len();
-    say(format!("[1/4] generated {generated} images in {} per-synset tars under {}", classes + 1, corpus.display()));
+    // Upscaled copies of 3 CIFAR-10 test images, in a synset of their own.
+    let data = out.join("data");
+    bitkit_fixtures::testsets::write_cifar10_test(&data, 100, seed, bitkit_fixtures::testsets::Layout::Archive)
+        .context("writing the CIFAR-10 test set")?;
+    let planted_names: Vec<String> =
+        PLANTED.iter().map(|i| format!("{}_planted{i}", bitkit_fixtures::wnid(classes + 1))).collect();
+    let planted_bytes: Vec<Vec<u8>> = PLANTED
+        .iter()
+        .map(|&i| {
+            let picture =
+                bitkit_fixtures::testsets::cifar_test_picture(bitkit_fixtures::CifarVariant::Cifar10, seed, i);
+            bitkit_fixtures::testsets::planted_copy(&picture, 160)
+        })
+        .collect();
+    let members: Vec<(String, &[u8])> =
+        planted_names.iter().zip(&planted_bytes).map(|(n, b)| (format!("{n}.JPEG"), b.as_slice())).collect();
+    let members: Vec<(&str, &[u8])> = members.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let tar = bitkit_fixtures::build_tar(&members).context("building the planted synset tar")?;
+    std::fs::write(corpus.join(bitkit_fixtures::wnid(classes + 1) + ".tar"), tar).context("writing the planted tar")?;
+    let generated = set.samples.len() + expected.kept.len() + expected.rejects.len() + PLANTED.len();
+    say(format!(
+        "[1/5] generated {generated} images in {} per-synset tars under {}, and a CIFAR-10 test set in {}",
+        classes + 2,
+        corpus.display(),
+        data.display()
+    ));
 
     // 2. Ingest, and ingest again as two workers + merge.
     let dataset = out.join("dataset");
     let summary = run_ingest(&corpus, &dataset, None)?;
     say(format!(
-        "[2/4] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
+        "[2/5] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
         dataset.display(),
         summary.records_written,
         summary.records_rejected,
@@ -122,12 +151,31 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         );
         verified += 1;
     }
-    say(format!("[3/4] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
+    say(format!("[3/5] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
 
-    // 4. Load for training.
-    let loaded = run_loader(&dataset, &out.join("samples.png"))?;
+    // 4. Dedup against the CIFAR-10 test set.
+    let dedup_out = out.join("dedup");
+    let config = bitkit_dedup::run::DedupConfig::new(dataset.clone(), vec!["cifar10-test".into()], dedup_out.clone());
+    let config = bitkit_dedup::run::DedupConfig { data_dir: Some(data.clone()), ..config };
+    let dedup = bitkit_dedup::run::run(&config, &|_| {}).context("deduplicating against cifar10-test")?;
+    let excluded = bitkit_dedup::run::excluded_keys(&dedup_out)?;
+    let found: Vec<&str> = excluded.iter().map(|k| k.rsplit('/').next().unwrap_or(k)).collect();
+    let missing: Vec<&String> = planted_names.iter().filter(|n| !found.contains(&n.as_str())).collect();
+    anyhow::ensure!(missing.is_empty(), "dedup missed the planted copies {missing:?}");
     say(format!(
-        "[4/4] loader, BiT-HyperRule mode {} with MixUp: {:.0} images/s; 1 thread and {} threads give the same {} batch fingerprints, resuming at step {} gives the same batches; samples in {}",
+        "[4/5] dedup against cifar10-test: {} rows hashed at {:.0} images/s, {} candidate pairs; the {} planted copies found, and {} synthetic images that draw the same class pattern as a CIFAR fixture image; see {}",
+        dedup.upstream_rows,
+        dedup.hash_images_per_s,
+        dedup.test_sets.iter().map(|s| s.candidates).sum::<u64>(),
+        planted_names.len(),
+        excluded.len() - planted_names.len(),
+        dedup_out.join("report.html").display()
+    ));
+
+    // 5. Load for training, without the duplicates.
+    let loaded = run_loader(&dataset, &dedup_out.join("exclude.txt"), &out.join("samples.png"))?;
+    say(format!(
+        "[5/5] loader, BiT-HyperRule mode {} with MixUp: {:.0} images/s; 1 thread and {} threads give the same {} batch fingerprints, resuming at step {} gives the same batches; samples in {}",
         loaded.mode,
         loaded.images_per_s,
         loaded.threads,
@@ -146,6 +194,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             ingest_images_per_s: summary.images_per_s,
             merge_matches_single_run: merge_matches,
             hashes_verified: verified,
+            dedup_excluded: excluded.len() as u64,
             loader_mode: loaded.mode,
             loader_images_per_s: loaded.images_per_s,
             loader_thread_independent: true,
@@ -165,6 +214,9 @@ fn run_ingest(
     ingest(&config, &Progress::default()).with_context(|| format!("ingesting into {}", out.display()))
 }
 
+/// CIFAR-10 test images planted (upscaled) in the demo corpus.
+const PLANTED: [usize; 3] = [7, 23, 61];
+
 struct Loaded {
     mode: String,
     images_per_s: f64,
@@ -174,12 +226,13 @@ struct Loaded {
 
 /// One epoch through the loader with 1 thread and with all cores, a resume from the middle,
 /// and a PNG grid of the first batch.
-fn run_loader(dataset: &Path, grid: &Path) -> anyhow::Result<Loaded> {
+fn run_loader(dataset: &Path, exclude: &Path, grid: &Path) -> anyhow::Result<Loaded> {
     let index = bitkit_ingest::dataset::DatasetIndex::open(dataset)?;
     let mode = hyperrule_mode(median_area((0..index.len()).map(|r| index.size(r))));
     let mut config = LoaderConfig::new(Transform::for_mode(mode, None)?, 32);
     config.sampler.seed = 1;
     config.mixup = MixUpConfig { alpha: 0.1, batches_per_update: 2 };
+    config.exclude = Some(exclude.to_path_buf());
     let threads = config.threads;
     let all = std::sync::Arc::new(Loader::from_index(index, config.clone())?);
     let steps = all.steps_per_epoch() as u64;
