@@ -52,6 +52,9 @@ pub struct DedupConfig {
     /// ... or SSIM alone >= this: NCC over a whole thumbnail drops when a few border rows are
     /// mis-trimmed (JPEG ringing at letterbox bars), SSIM's local windows do not.
     pub ssim_alone: f32,
+    /// PDQ quality below which a hash is unreliable (flat, text-only images): such pairs need
+    /// NCC and SSIM both; quality 0 (a flat view) is not searched at all.
+    pub min_quality: u8,
     /// Candidates verified per (upstream row, test image), closest first.
     pub max_candidates_per_pair: usize,
     /// Rejected candidates shown in the report.
@@ -72,6 +75,7 @@ impl DedupConfig {
             min_ncc: 0.90,
             min_ssim: 0.50,
             ssim_alone: 0.92,
+            min_quality: 50,
             max_candidates_per_pair: 8,
             report_rejected: 50,
             max_pixels: 178_956_970,
@@ -238,7 +242,10 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             })
             .collect();
         for (i, views) in hashed.into_iter().enumerate() {
-            for (view, hashes, quality) in views {
+            // A quality-0 view (flat, or too small) hashes to all zeros: it would "match" every
+            // other flat image at distance 0, so it is not indexed (DEDUP.md §8: never match on
+            // unreliable hashes).
+            for (view, hashes, quality) in views.into_iter().filter(|v| v.2 > 0) {
                 for (dihedral, hash) in Dihedral::ALL.into_iter().zip(hashes) {
                     entries[c].push(TestEntry { set: s, image: i, view, dihedral, quality });
                     codes[c].push(hash.0);
@@ -270,7 +277,9 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
                 for (v, view) in View::ALL.into_iter().enumerate() {
                     let (index, ids) = &indexes[c][v];
-                    let Some(pdq) = hashes.get(channel, view).filter(|_| !index.is_empty()) else { continue };
+                    let Some(pdq) = hashes.get(channel, view).filter(|p| p.quality > 0 && !index.is_empty()) else {
+                        continue;
+                    };
                     index.range(&pdq.hash.0, radius, found);
                     for &(local, distance) in found.iter() {
                         out.push(Candidate {
@@ -313,7 +322,11 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
                     _ => Verification { ncc: 0.0, ssim: 0.0 },
                 };
-                let pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim) || v.ssim >= config.ssim_alone;
+                // SSIM alone is trusted only on textured images: two near-flat thumbnails have
+                // SSIM ~1 whatever they show.
+                let textured = candidate.upstream_quality >= config.min_quality && e.quality >= config.min_quality;
+                let pass =
+                    (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim) || (textured && v.ssim >= config.ssim_alone);
                 let pair = PairRow {
                     upstream_key: upstream.index.key(*row).to_string(),
                     upstream_row: *row as i64,
@@ -439,7 +452,8 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             ("radius (32x32 CIFAR channel)".into(), config.radius_cifar.to_string()),
             ("min NCC".into(), config.min_ncc.to_string()),
             ("min SSIM".into(), config.min_ssim.to_string()),
-            ("SSIM alone".into(), config.ssim_alone.to_string()),
+            ("SSIM alone (both qualities >= min quality)".into(), config.ssim_alone.to_string()),
+            ("min quality".into(), config.min_quality.to_string()),
             ("test sets".into(), config.against.join(", ")),
         ],
     };
