@@ -127,3 +127,30 @@ fn a_missing_test_set_names_the_files_and_where_it_looked() {
     let run = t.bitkit(&["dedup", "ds", "--against", "imagenet-test", "--data-dir", "empty", "--out", "dd"]);
     assert!(run.expect_code(1).stderr().contains("imagenet-test"));
 }
+
+#[test]
+fn flat_images_never_match_and_a_dataset_path_works_as_test_set() {
+    let t = TestDir::new();
+    // Test set: a bitkit dataset of flat images and distinct pictures.
+    std::fs::create_dir_all(t.path("test/a")).expect("mkdir");
+    for i in 0..4u8 {
+        let flat = RgbImage::from_pixel(96, 96, image::Rgb([40 * i, 40 * i, 40 * i]));
+        std::fs::write(t.path(&format!("test/a/flat_{i}.jpg")), jpeg(&flat, 90)).expect("write");
+        std::fs::write(t.path(&format!("test/a/pic_{i}.jpg")), jpeg(&distinct(500 + u64::from(i)), 90)).expect("write");
+    }
+    t.bitkit(&["ingest", "--format", "folder", "test", "--out", "tds", "--quiet"]).expect_code(0);
+    // Upstream: other flat images, and a resized copy of pic_2.
+    std::fs::create_dir_all(t.path("up/b")).expect("mkdir");
+    for i in 0..4u8 {
+        let flat = RgbImage::from_pixel(200, 150, image::Rgb([20 + 40 * i, 20 + 40 * i, 25 + 40 * i]));
+        std::fs::write(t.path(&format!("up/b/flat_up_{i}.jpg")), jpeg(&flat, 90)).expect("write");
+    }
+    let copy = imageops::resize(&distinct(502), 480, 360, imageops::FilterType::Triangle);
+    std::fs::write(t.path("up/b/copy_of_pic_2.jpg"), jpeg(&copy, 80)).expect("write");
+    t.bitkit(&["ingest", "--format", "folder", "up", "--out", "ds", "--quiet"]).expect_code(0);
+
+    let summary = t.bitkit(&["dedup", "ds", "--against", "tds", "--out", "dd", "--json"]).expect_code(0).json();
+    assert_eq!(summary["test_sets"][0]["test_images"], 8);
+    let excluded = std::fs::read_to_string(t.path("dd/exclude.txt")).expect("exclude.txt");
+    assert_eq!(excluded.lines().collect::<Vec<_>>(), vec!["b/copy_of_pic_2"], "{summary}");
+}
