@@ -16,8 +16,6 @@
 //! `pdq-hashes.bin.part-I-of-N`; the matcher reads the cache and every part beside it.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bitkit_ingest::dataset::DatasetIndex;
@@ -92,7 +90,8 @@ pub fn decode_for_hashing(
         min_width: (f64::from(w) * scale).ceil() as u32,
         min_height: (f64::from(h) * scale).ceil() as u32,
     };
-    let region = decoder.decode_region_into(bytes, max_pixels, &request, out).map_err(|e| e.to_string())?;
+    let region =
+        decoder.decode_probed_region_into(bytes, info, max_pixels, &request, out).map_err(|e| e.to_string())?;
     // A whole-image request decodes the whole image; anything else is a decoder contract break.
     if region.x0 != 0 || region.y0 != 0 {
         return Err(format!("decoder returned a window at ({}, {}) for a whole-image request", region.x0, region.y0));
@@ -224,12 +223,7 @@ impl HashCache {
 
     /// Writes the records of `keys` to `path` atomically.
     pub fn write<'a>(&self, path: &Path, keys: impl Iterator<Item = &'a [u8; 32]>) -> Result<(), DedupError> {
-        let bytes = self.encode(keys);
-        let tmp = path.with_extension("bin.tmp");
-        let io = |source| DedupError::Io { path: path.to_path_buf(), source };
-        std::fs::write(&tmp, &bytes).map_err(io)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        Ok(bitkit_ingest::dataset::manifest::write_atomic(path, &self.encode(keys))?)
     }
 }
 
@@ -248,11 +242,7 @@ pub fn hash_missing(
     max_pixels: u64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64, DedupError> {
-    let files: Vec<File> = index
-        .part_paths()
-        .iter()
-        .map(|p| File::open(p).map_err(|source| DedupError::Io { path: p.clone(), source }))
-        .collect::<Result<_, _>>()?;
+    let parts = index.open_parts()?;
     let mut seen = std::collections::HashSet::new();
     let todo: Vec<usize> =
         rows.filter(|&r| !cache.by_content.contains_key(&contents[r]) && seen.insert(contents[r])).collect();
@@ -262,17 +252,12 @@ pub fn hash_missing(
         .map_init(
             || (Decoder::new().ok(), Vec::new(), RgbImage::default()),
             |(decoder, bytes, image), &row| {
-                let hashes = match (decoder.as_mut(), index.location(row)) {
-                    (None, _) => RowHashes::Failed("could not create a libjpeg-turbo handle".into()),
-                    (_, None) => RowHashes::Failed("the row has no image bytes".into()),
-                    (Some(decoder), Some(loc)) => {
-                        bytes.clear();
-                        bytes.resize(loc.len as usize, 0);
-                        match files[loc.part as usize].read_exact_at(bytes, loc.offset) {
-                            Ok(()) => hash_image_bytes(decoder, bytes, max_pixels, image),
-                            Err(e) => RowHashes::Failed(format!("reading the image bytes: {e}")),
-                        }
-                    }
+                let hashes = match decoder.as_mut() {
+                    None => RowHashes::Failed("could not create a libjpeg-turbo handle".into()),
+                    Some(decoder) => match index.read_image(&parts, row, bytes) {
+                        Ok(()) => hash_image_bytes(decoder, bytes, max_pixels, image),
+                        Err(e) => RowHashes::Failed(e.to_string()),
+                    },
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if n.is_multiple_of(1024) {

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bitkit_ingest::dataset::DatasetIndex;
+use bitkit_ingest::dataset::manifest::write_atomic;
+use bitkit_ingest::dataset::{DatasetIndex, PartFiles};
 use bitkit_ingest::image::{Decoder, RgbImage};
 use rayon::prelude::*;
 
@@ -78,7 +79,7 @@ impl DedupConfig {
             min_quality: 50,
             max_candidates_per_pair: 8,
             report_rejected: 50,
-            max_pixels: 178_956_970,
+            max_pixels: bitkit_ingest::pipeline::DEFAULT_MAX_PIXELS,
         }
     }
 
@@ -129,8 +130,10 @@ struct TestEntry {
 
 /// PNG thumbnails of a pair (upstream, test), when both decoded.
 type Thumbs = Option<(Vec<u8>, Vec<u8>)>;
-/// (upstream row, test set, test image) and its candidates.
-type Group<'a> = ((usize, usize, usize), Vec<&'a Candidate>);
+
+/// The `verdict` values of `pairs.parquet`.
+const DUPLICATE: &str = "duplicate";
+const REJECTED: &str = "rejected";
 
 struct Candidate {
     row: usize,
@@ -298,70 +301,106 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
         .collect();
     let match_seconds = match_started.elapsed().as_secs_f64();
 
-    // 4. Verify, per (row, set, test image), closest first.
+    // 4. Verify, per (row, set, test image), closest first. Each upstream row is decoded once
+    // for all the test images it is a candidate of.
     let verify_started = Instant::now();
-    let mut groups: BTreeMap<(usize, usize, usize), Vec<&Candidate>> = BTreeMap::new();
+    // Upstream row -> (test set, test image) -> candidates.
+    type TestGroups<'a> = BTreeMap<(usize, usize), Vec<&'a Candidate>>;
+    let mut groups: BTreeMap<usize, TestGroups> = BTreeMap::new();
     for candidate in &candidates {
         let e = &entries[channel_slot(candidate.channel)][candidate.entry];
-        groups.entry((candidate.row, e.set, e.image)).or_default().push(candidate);
+        groups.entry(candidate.row).or_default().entry((e.set, e.image)).or_default().push(candidate);
     }
-    let group_list: Vec<Group> = groups.into_iter().collect();
-    let files = open_parts(&upstream.index)?;
-    let verdicts: Vec<(PairRow, Thumbs)> = group_list
+    let rows_to_verify: Vec<(usize, TestGroups)> = groups.into_iter().collect();
+    let parts = upstream.index.open_parts()?;
+    type Judged<'a> = (PairRow, Option<RgbImage>, Option<&'a RgbImage>, usize);
+    let judged: Vec<Judged> = rows_to_verify
         .par_iter()
-        .map_init(Decoder::new, |decoder, ((row, set, image), group)| {
-            let mut group = group.clone();
-            group.sort_by_key(|c| (c.distance, c.entry));
-            let test = decoded_tests[*set][*image].as_ref();
+        .map_init(Decoder::new, |decoder, (row, tests)| {
             let upstream_image =
-                decoder.as_mut().ok().and_then(|d| decode_row(d, &upstream.index, &files, *row, config.max_pixels));
-            let mut best: Option<(PairRow, bool)> = None;
-            for candidate in group.iter().take(config.max_candidates_per_pair.max(1)) {
-                let e = &entries[channel_slot(candidate.channel)][candidate.entry];
-                let v = match (upstream_image.as_ref(), test) {
-                    (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
-                    _ => Verification { ncc: 0.0, ssim: 0.0 },
+                decoder.as_mut().ok().and_then(|d| decode_row(d, &upstream.index, &parts, *row, config.max_pixels));
+            let mut out = Vec::with_capacity(tests.len());
+            for (&(set, image), group) in tests {
+                let mut group = group.clone();
+                group.sort_by_key(|c| (c.distance, c.entry));
+                let test = decoded_tests[set][image].as_ref();
+                let judge = |candidate: &&Candidate| {
+                    let e = &entries[channel_slot(candidate.channel)][candidate.entry];
+                    let v = match (upstream_image.as_ref(), test) {
+                        (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
+                        _ => Verification { ncc: 0.0, ssim: 0.0 },
+                    };
+                    // SSIM alone is trusted only on textured images: two near-flat thumbnails
+                    // have SSIM ~1 whatever they show.
+                    let textured = candidate.upstream_quality >= config.min_quality && e.quality >= config.min_quality;
+                    let pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim)
+                        || (textured && v.ssim >= config.ssim_alone);
+                    PairRow {
+                        upstream_key: upstream.index.key(*row).to_string(),
+                        upstream_row: *row as i64,
+                        test_set: sets[set].name.clone(),
+                        test_index: sets[set].images[image].index as i64,
+                        test_name: sets[set].images[image].name.clone(),
+                        view: e.view.as_str().to_string(),
+                        flip: e.dihedral.as_str().to_string(),
+                        distance: candidate.distance as i32,
+                        upstream_quality: i32::from(candidate.upstream_quality),
+                        test_quality: i32::from(e.quality),
+                        ncc: v.ncc,
+                        ssim: v.ssim,
+                        score: v.ncc,
+                        verdict: if pass { DUPLICATE } else { REJECTED }.to_string(),
+                    }
                 };
-                // SSIM alone is trusted only on textured images: two near-flat thumbnails have
-                // SSIM ~1 whatever they show.
-                let textured = candidate.upstream_quality >= config.min_quality && e.quality >= config.min_quality;
-                let pass =
-                    (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim) || (textured && v.ssim >= config.ssim_alone);
-                let pair = PairRow {
-                    upstream_key: upstream.index.key(*row).to_string(),
-                    upstream_row: *row as i64,
-                    test_set: sets[*set].name.clone(),
-                    test_index: sets[*set].images[*image].index as i64,
-                    test_name: sets[*set].images[*image].name.clone(),
-                    view: view_name(e.view).to_string(),
-                    flip: e.dihedral.as_str().to_string(),
-                    distance: candidate.distance as i32,
-                    upstream_quality: i32::from(candidate.upstream_quality),
-                    test_quality: i32::from(e.quality),
-                    ncc: v.ncc,
-                    ssim: v.ssim,
-                    score: v.ncc,
-                    verdict: if pass { "duplicate" } else { "rejected" }.to_string(),
+                // The first candidate that passes, else the closest one.
+                let mut pairs = group.iter().take(config.max_candidates_per_pair.max(1)).map(judge);
+                let Some(closest) = pairs.next() else { continue };
+                let pair = if closest.verdict == DUPLICATE {
+                    closest
+                } else {
+                    pairs.find(|p| p.verdict == DUPLICATE).unwrap_or(closest)
                 };
-                if pass {
-                    best = Some((pair, true));
-                    break;
-                }
-                if best.is_none() {
-                    best = Some((pair, false));
-                }
+                out.push((pair, test, set));
             }
-            let (pair, _) = best.unwrap_or_else(unreachable_pair);
-            let thumbs = match (upstream_image.as_ref(), test) {
-                (Some(u), Some(t)) => Some((
+            (upstream_image, out)
+        })
+        .flat_map_iter(|(upstream_image, pairs)| {
+            // Keep the decoded upstream image only where the report shows it.
+            let keep = pairs.iter().any(|(p, _, _)| p.verdict == DUPLICATE);
+            let upstream_image = if keep { upstream_image } else { None };
+            pairs.into_iter().map(move |(pair, test, set)| {
+                let image = if pair.verdict == DUPLICATE { upstream_image.clone() } else { None };
+                (pair, image, test, set)
+            })
+        })
+        .collect();
+    // Thumbnails for the report: every verified pair and the first rejected ones.
+    let mut rejected_shown = 0usize;
+    let mut thumb_decoder = Decoder::new().ok();
+    let (verdicts, pair_sets): (Vec<(PairRow, Thumbs)>, Vec<usize>) = judged
+        .into_iter()
+        .map(|(pair, upstream_image, test, set)| {
+            let shown = pair.verdict == DUPLICATE || {
+                rejected_shown += 1;
+                rejected_shown <= config.report_rejected
+            };
+            let upstream_image = match upstream_image {
+                Some(image) => Some(image),
+                None if shown => thumb_decoder.as_mut().and_then(|d| {
+                    decode_row(d, &upstream.index, &parts, pair.upstream_row as usize, config.max_pixels)
+                }),
+                None => None,
+            };
+            let thumbs = match (shown, upstream_image, test) {
+                (true, Some(u), Some(t)) => Some((
                     png_thumbnail(&u.pixels, u.width, u.height, 128),
                     png_thumbnail(&t.pixels, t.width, t.height, 128),
                 )),
                 _ => None,
             };
-            (pair, thumbs)
+            ((pair, thumbs), set)
         })
-        .collect();
+        .unzip();
     let verify_seconds = verify_started.elapsed().as_secs_f64();
 
     // Summaries.
@@ -375,14 +414,14 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             ..TestSetSummary::default()
         })
         .collect();
-    let mut removed: Vec<HashSet<usize>> = vec![HashSet::new(); sets.len()];
+    let mut removed: Vec<HashSet<i64>> = vec![HashSet::new(); sets.len()];
     let mut excluded: HashSet<&str> = HashSet::new();
-    for (((row, set, _), _), (pair, _)) in group_list.iter().zip(&verdicts) {
-        per_set[*set].candidates += 1;
-        if pair.verdict == "duplicate" {
-            per_set[*set].verified += 1;
-            removed[*set].insert(*row);
-            excluded.insert(upstream.index.key(*row));
+    for ((pair, _), &set) in verdicts.iter().zip(&pair_sets) {
+        per_set[set].candidates += 1;
+        if pair.verdict == DUPLICATE {
+            per_set[set].verified += 1;
+            removed[set].insert(pair.upstream_row);
+            excluded.insert(pair.upstream_key.as_str());
         }
     }
     for (summary, rows) in per_set.iter_mut().zip(&removed) {
@@ -440,10 +479,10 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 upstream_rows_removed: s.upstream_rows_removed,
             })
             .collect(),
-        verified: verdicts.iter().filter(|(p, _)| p.verdict == "duplicate").map(to_report).collect(),
+        verified: verdicts.iter().filter(|(p, _)| p.verdict == DUPLICATE).map(to_report).collect(),
         rejected_sample: verdicts
             .iter()
-            .filter(|(p, _)| p.verdict != "duplicate")
+            .filter(|(p, _)| p.verdict != DUPLICATE)
             .take(config.report_rejected)
             .map(to_report)
             .collect(),
@@ -479,29 +518,6 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     Ok(summary)
 }
 
-fn unreachable_pair() -> (PairRow, bool) {
-    // Groups are built from at least one candidate, so the loop above always sets `best`.
-    (
-        PairRow {
-            upstream_key: String::new(),
-            upstream_row: -1,
-            test_set: String::new(),
-            test_index: -1,
-            test_name: String::new(),
-            view: String::new(),
-            flip: String::new(),
-            distance: -1,
-            upstream_quality: 0,
-            test_quality: 0,
-            ncc: 0.0,
-            ssim: 0.0,
-            score: 0.0,
-            verdict: "rejected".into(),
-        },
-        false,
-    )
-}
-
 fn channel_slot(channel: Channel) -> usize {
     match channel {
         Channel::Native => 0,
@@ -509,40 +525,18 @@ fn channel_slot(channel: Channel) -> usize {
     }
 }
 
-pub fn view_name(view: View) -> &'static str {
-    view.as_str()
-}
-
-fn open_parts(index: &DatasetIndex) -> Result<Vec<std::fs::File>, DedupError> {
-    index
-        .part_paths()
-        .iter()
-        .map(|p| std::fs::File::open(p).map_err(|source| DedupError::Io { path: p.clone(), source }))
-        .collect()
-}
-
 fn decode_row(
     decoder: &mut Decoder,
     index: &DatasetIndex,
-    files: &[std::fs::File],
+    parts: &PartFiles,
     row: usize,
     max_pixels: u64,
 ) -> Option<RgbImage> {
-    use std::os::unix::fs::FileExt;
-    let loc = index.location(row)?;
-    let mut bytes = vec![0u8; loc.len as usize];
-    files.get(loc.part as usize)?.read_exact_at(&mut bytes, loc.offset).ok()?;
+    let mut bytes = Vec::new();
+    index.read_image(parts, row, &mut bytes).ok()?;
     let mut out = RgbImage::default();
     decode_for_hashing(decoder, &bytes, max_pixels, &mut out).ok()?;
     Some(out)
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DedupError> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let io = |source| DedupError::Io { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Keys of `exclude.txt` as a set (for `--write-clean` and tests).

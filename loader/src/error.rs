@@ -10,9 +10,6 @@ pub enum LoaderError {
     /// The dataset could not be opened or indexed.
     #[error(transparent)]
     Dataset(#[from] bitkit_ingest::Error),
-    /// Reading image bytes from a part file failed.
-    #[error("reading {len} bytes at offset {offset} of {}: {source}", path.display())]
-    Read { path: PathBuf, offset: u64, len: u64, source: std::io::Error },
     /// An exclusion list could not be read.
     #[error("reading exclusion list {}: {source}", path.display())]
     Exclude { path: PathBuf, source: std::io::Error },

@@ -13,12 +13,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bitkit_ingest::dataset::DatasetIndex;
+use bitkit_ingest::dataset::{DatasetIndex, PartFiles};
 use bitkit_ingest::image::{probe_image, Decoder, RegionRequest, RgbImage};
 use rayon::prelude::*;
 
@@ -31,8 +29,8 @@ use crate::render::{OutSlot, Renderer};
 use crate::sampler::{apply_exclusions, few_shot, read_exclude_list, Sampler, SamplerConfig};
 use crate::LoaderError;
 
-/// Pillow's decompression-bomb limit, as ingest uses by default.
-pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+/// Pillow's decompression-bomb limit, the same default as ingest.
+pub use bitkit_ingest::pipeline::DEFAULT_MAX_PIXELS;
 
 /// Everything that decides the batches (and, with the dataset, their bytes).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -92,7 +90,7 @@ pub struct LoaderStats {
 /// A dataset opened for training input.
 pub struct Loader {
     index: DatasetIndex,
-    files: Vec<File>,
+    parts: PartFiles,
     sampler: Sampler,
     config: LoaderConfig,
     pool: rayon::ThreadPool,
@@ -121,11 +119,7 @@ impl Loader {
     /// A loader over an index already opened (to choose the mode from its image sizes first).
     pub fn from_index(index: DatasetIndex, config: LoaderConfig) -> Result<Loader, LoaderError> {
         config.mixup.validate()?;
-        let files = index
-            .part_paths()
-            .iter()
-            .map(|p| File::open(p).map_err(|source| LoaderError::Read { path: p.clone(), offset: 0, len: 0, source }))
-            .collect::<Result<Vec<_>, _>>()?;
+        let parts = index.open_parts()?;
         let rows = u32::try_from(index.len())
             .map_err(|_| LoaderError::Config(format!("{} rows: more than 2^32 per dataset", index.len())))?;
         let exclude = match &config.exclude {
@@ -159,7 +153,7 @@ impl Loader {
             .map_err(|e| LoaderError::Config(format!("starting {} loader threads: {e}", config.threads)))?;
         Ok(Loader {
             index,
-            files,
+            parts,
             sampler,
             config,
             pool,
@@ -331,7 +325,7 @@ impl Loader {
                     image: RgbImage::default(),
                 }),
             };
-            self.read_bytes(row, &mut scratch.bytes)?;
+            self.index.read_image(&self.parts, row as usize, &mut scratch.bytes).map_err(|e| e.to_string())?;
             let info = probe_image(&scratch.bytes, self.config.max_pixels).map_err(|e| e.to_string())?;
             let (width, height) = info.oriented_size();
             let mut rng = stream(
@@ -350,7 +344,7 @@ impl Loader {
             };
             let region = scratch
                 .decoder
-                .decode_region_into(&scratch.bytes, self.config.max_pixels, &request, &mut scratch.image)
+                .decode_probed_region_into(&scratch.bytes, info, self.config.max_pixels, &request, &mut scratch.image)
                 .map_err(|e| e.to_string())?;
             if self.config.decode_only {
                 return Ok(plan);
@@ -362,28 +356,12 @@ impl Loader {
                 height: plan.crop.height * region.scale_y,
             };
             if let Some(out) = out {
-                let slot = match out {
-                    OutSlot::U8Hwc(s) => OutSlot::U8Hwc(s),
-                    OutSlot::F32Chw(s) => OutSlot::F32Chw(s),
-                };
-                scratch.renderer.render(&scratch.image, crop, plan.size, plan.flip, slot).map_err(|e| e.to_string())?;
+                scratch
+                    .renderer
+                    .render(&scratch.image, crop, plan.size, plan.flip, out.reborrow())
+                    .map_err(|e| e.to_string())?;
             }
             Ok(plan)
-        })
-    }
-
-    fn read_bytes(&self, row: u32, buf: &mut Vec<u8>) -> Result<(), String> {
-        let location = self.index.location(row as usize).ok_or("the row has no image bytes")?;
-        let file = self.files.get(location.part as usize).ok_or("part out of range")?;
-        buf.clear();
-        buf.resize(location.len as usize, 0);
-        file.read_exact_at(buf, location.offset).map_err(|e| {
-            format!(
-                "reading {} bytes at {} of {}: {e}",
-                location.len,
-                location.offset,
-                self.index.part_paths()[location.part as usize].display()
-            )
         })
     }
 

@@ -35,6 +35,16 @@ pub enum OutSlot<'a> {
     F32Chw(&'a mut [f32]),
 }
 
+impl OutSlot<'_> {
+    /// The same slot for a shorter borrow (a bad sample's slot is written by its replacement).
+    pub fn reborrow(&mut self) -> OutSlot<'_> {
+        match self {
+            OutSlot::U8Hwc(s) => OutSlot::U8Hwc(s),
+            OutSlot::F32Chw(s) => OutSlot::F32Chw(s),
+        }
+    }
+}
+
 /// Per-thread resize state and scratch; reuse it (no allocation per sample in steady state).
 #[derive(Default)]
 pub struct Renderer {

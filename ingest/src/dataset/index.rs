@@ -46,6 +46,12 @@ pub struct ImageLocation {
     pub len: u32,
 }
 
+/// The open part files of a [`DatasetIndex`] (see [`DatasetIndex::open_parts`]).
+#[derive(Debug)]
+pub struct PartFiles {
+    files: Vec<File>,
+}
+
 /// Every row of a dataset, in dataset order, without the image bytes.
 #[derive(Debug, Clone)]
 pub struct DatasetIndex {
@@ -340,6 +346,38 @@ impl DatasetIndex {
     /// Where row `row`'s image bytes are; `None` for a null image.
     pub fn location(&self, row: usize) -> Option<ImageLocation> {
         self.locations.get(row).copied().flatten()
+    }
+
+    /// The part files, opened for [`DatasetIndex::read_image`].
+    pub fn open_parts(&self) -> Result<PartFiles> {
+        let files = self
+            .part_paths
+            .iter()
+            .map(|p| File::open(p).map_err(|source| Error::Read { path: p.clone(), source }))
+            .collect::<Result<_>>()?;
+        Ok(PartFiles { files })
+    }
+
+    /// Reads row `row`'s encoded image into `buf` (replacing its contents) with one `pread`;
+    /// safe from any number of threads. The error names the part file, offset and length.
+    pub fn read_image(&self, parts: &PartFiles, row: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let location = self
+            .location(row)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the row has no image bytes"))?;
+        let (file, path) = parts
+            .files
+            .get(location.part as usize)
+            .zip(self.part_paths.get(location.part as usize))
+            .ok_or_else(|| std::io::Error::other(format!("part {} is not open", location.part)))?;
+        buf.clear();
+        buf.resize(location.len as usize, 0);
+        file.read_exact_at(buf, location.offset).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("reading {} bytes at offset {} of {}: {e}", location.len, location.offset, path.display()),
+            )
+        })
     }
 
     /// Row number of every key, for exclusion lists.

@@ -21,7 +21,7 @@ pub mod reader;
 pub mod schema;
 pub mod writer;
 
-pub use index::{DatasetIndex, ImageLocation};
+pub use index::{DatasetIndex, ImageLocation, PartFiles};
 pub use manifest::{Manifest, PartInfo, RejectEntry, SourceStats, MANIFEST_FILE, REJECTS_FILE};
 pub use reader::{DatasetReader, DatasetRow};
 pub use schema::{dataset_schema, Row};

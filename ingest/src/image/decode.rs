@@ -306,6 +306,20 @@ impl Decoder {
         self.decode_region_from(bytes, max_pixels, request, &DctScale::FAST_DOWNSCALES, out)
     }
 
+    /// [`Decoder::decode_region_into`] for a caller that probed the header already (to plan
+    /// the region on the upright size): `info` must be `probe_image(bytes, max_pixels)`, so
+    /// the header is not parsed twice.
+    pub fn decode_probed_region_into(
+        &mut self,
+        bytes: &[u8],
+        info: ImageInfo,
+        max_pixels: u64,
+        request: &RegionRequest,
+        out: &mut RgbImage,
+    ) -> Result<DecodedRegion, DecodeError> {
+        self.decode_region_with(bytes, info, max_pixels, request, &DctScale::FAST_DOWNSCALES, out)
+    }
+
     /// [`Decoder::decode_region_into`] choosing from `scales` (smallest first).
     fn decode_region_from(
         &mut self,
@@ -316,6 +330,18 @@ impl Decoder {
         out: &mut RgbImage,
     ) -> Result<DecodedRegion, DecodeError> {
         let info = probe_image(bytes, max_pixels)?;
+        self.decode_region_with(bytes, info, max_pixels, request, scales, out)
+    }
+
+    fn decode_region_with(
+        &mut self,
+        bytes: &[u8],
+        info: ImageInfo,
+        max_pixels: u64,
+        request: &RegionRequest,
+        scales: &[DctScale],
+        out: &mut RgbImage,
+    ) -> Result<DecodedRegion, DecodeError> {
         let result = self.decode_region(bytes, &info, max_pixels, request, scales, out);
         self.release_scratch();
         let (scale, x0, y0, scale_x, scale_y) = result?;
