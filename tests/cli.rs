@@ -43,4 +43,8 @@ fn demo_runs_end_to_end() {
     assert_eq!(summary["loader_thread_independent"], true);
     assert!(out.join("dataset/dataset.json").exists());
     assert!(out.join("dedup/exclude.txt").exists() && out.join("samples.png").exists());
+    // The training step: a model trained, evaluated (top-1 in [0, 1]) and exported.
+    let top1 = summary["train_top1"].as_f64().expect("trained");
+    assert!((0.0..=1.0).contains(&top1));
+    assert!(out.join("train/model.safetensors").exists() && out.join("train/model.npz").exists());
 }

@@ -11,3 +11,5 @@ mod ingest_hostile;
 mod ingest_resume;
 mod interop;
 mod loader;
+#[cfg(feature = "train")]
+mod train;

@@ -134,6 +134,10 @@ pub struct IngestSummary {
     pub already_complete: bool,
     /// Peak resident memory of the process (Linux `VmHWM`), when known.
     pub peak_rss_bytes: Option<u64>,
+    /// Resident memory when the ingest started (Linux `VmRSS`): the binary and its shared
+    /// libraries (libtorch, when built with the trainer, maps ~140 MiB). The pipeline's own
+    /// memory is `peak_rss_bytes - baseline_rss_bytes`.
+    pub baseline_rss_bytes: Option<u64>,
 }
 
 /// Position in the local shard list: shard index and records consumed in it.
@@ -192,8 +196,17 @@ fn fingerprint(config: &serde_json::Value, shards: &[ShardSpec], classes: Option
 
 /// Peak resident set of this process, from `/proc/self/status` (Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Current resident set of this process, from `/proc/self/status` (Linux).
+pub fn current_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -226,6 +239,7 @@ struct ProcessedChunk {
 /// Runs an ingest (or resumes one). See the module docs.
 pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummary> {
     let started = std::time::Instant::now();
+    let baseline_rss = current_rss_bytes();
     if let Some(split) = config.split {
         if split.count == 0 || split.index >= split.count {
             return Err(Error::Config(format!(
@@ -428,6 +442,7 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
     summary.images_per_s = if seconds > 0.0 { this_run_records / seconds } else { 0.0 };
     summary.mb_per_s = if seconds > 0.0 { summary.image_bytes as f64 / seconds / 1e6 } else { 0.0 };
     summary.peak_rss_bytes = peak_rss_bytes();
+    summary.baseline_rss_bytes = baseline_rss;
     Ok(summary)
 }
 

@@ -2,10 +2,8 @@
 //! caption (label, class name, flip) under it, so a person can check crops, flips and labels
 //! by eye.
 //!
-//! The captions use a built-in 5x7 bitmap font rather than a font file or a text-rendering
-//! crate: the characters a caption needs are few, and the picture must not depend on what is
-//! installed. Letters are drawn lowercase whatever their case; a character without a glyph is
-//! drawn as a box so that it is visibly there.
+//! The captions use the built-in 5x7 bitmap font of [`crate::font`], so the picture does not
+//! depend on what is installed.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +11,7 @@ use std::path::{Path, PathBuf};
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
+use crate::font::{self, GLYPH_HEIGHT};
 use crate::LoaderError;
 
 /// One sample of the grid.
@@ -35,10 +34,6 @@ pub const INK: [u8; 3] = [255, 255, 255];
 /// Tiles at least this wide get their captions at 2x.
 pub const DOUBLE_CAPTION_FROM: u32 = 128;
 
-const GLYPH_W: u32 = 5;
-const GLYPH_H: u32 = 7;
-/// Glyph plus one column of spacing.
-const ADVANCE: u32 = GLYPH_W + 1;
 /// Space between a tile and its caption, and under the caption (unscaled pixels).
 const CAPTION_PAD: u32 = 2;
 
@@ -109,7 +104,7 @@ fn caption_scale(tile_size: u32) -> u32 {
 
 /// Height of the caption strip under a tile.
 fn caption_band(scale: u32) -> u32 {
-    (CAPTION_PAD + GLYPH_H + CAPTION_PAD) * scale
+    (CAPTION_PAD + GLYPH_HEIGHT + CAPTION_PAD) * scale
 }
 
 /// An RGB8 canvas; every drawing call stays inside it by construction of the layout.
@@ -134,26 +129,15 @@ impl Sheet {
         }
     }
 
-    /// Draws `text` from `(x0, y0)` at `scale`, dropping pixels at or right of `x_end`.
+    /// Draws `text` from `(x0, y0)` at `scale`, dropping pixels at or right of `x_end` (the
+    /// tile's edge, not the sheet's, so [`font::draw_text`]'s clipping is not enough).
     fn text(&mut self, text: &str, x0: u32, y0: u32, x_end: u32, scale: u32) {
-        for (i, c) in text.chars().enumerate() {
-            let gx = x0 as u64 + i as u64 * u64::from(ADVANCE * scale);
-            if gx >= u64::from(x_end) {
-                break;
-            }
-            let bits = glyph(c);
-            for (row, bits) in bits.iter().enumerate() {
-                for col in 0..GLYPH_W {
-                    if bits & (0b10000 >> col) == 0 {
-                        continue;
-                    }
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            let x = gx + u64::from(col * scale + dx);
-                            if x < u64::from(x_end) {
-                                self.put(x as u32, y0 + row as u32 * scale + dy, INK);
-                            }
-                        }
+        for (col, row) in font::ink(text) {
+            for dy in 0..scale {
+                for dx in 0..scale {
+                    let x = u64::from(x0) + col * u64::from(scale) + u64::from(dx);
+                    if x < u64::from(x_end) {
+                        self.put(x as u32, y0 + row as u32 * scale + dy, INK);
                     }
                 }
             }
@@ -189,61 +173,6 @@ fn write_png_atomic(rgb: &[u8], width: u32, height: u32, path: &Path) -> Result<
         let _ = std::fs::remove_file(&tmp);
     }
     written
-}
-
-/// 5x7 glyphs, one byte per row from the top, bit 4 = leftmost column. Letters are lowercase
-/// forms (HD44780-style); `g`, `j`, `p`, `q`, `y` sit in the 7 rows with short descenders.
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_lowercase() {
-        ' ' => [0; 7],
-        '0' => [0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110],
-        '1' => [0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-        '2' => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111],
-        '3' => [0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110],
-        '4' => [0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010],
-        '5' => [0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110],
-        '6' => [0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110],
-        '7' => [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000],
-        '8' => [0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110],
-        '9' => [0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100],
-        'a' => [0b00000, 0b00000, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111],
-        'b' => [0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b11110],
-        'c' => [0b00000, 0b00000, 0b01110, 0b10000, 0b10000, 0b10001, 0b01110],
-        'd' => [0b00001, 0b00001, 0b01101, 0b10011, 0b10001, 0b10001, 0b01111],
-        'e' => [0b00000, 0b00000, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110],
-        'f' => [0b00110, 0b01001, 0b01000, 0b11100, 0b01000, 0b01000, 0b01000],
-        'g' => [0b00000, 0b01111, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110],
-        'h' => [0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001],
-        'i' => [0b00100, 0b00000, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110],
-        'j' => [0b00010, 0b00000, 0b00110, 0b00010, 0b00010, 0b10010, 0b01100],
-        'k' => [0b10000, 0b10000, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010],
-        'l' => [0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-        'm' => [0b00000, 0b00000, 0b11010, 0b10101, 0b10101, 0b10001, 0b10001],
-        'n' => [0b00000, 0b00000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001],
-        'o' => [0b00000, 0b00000, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110],
-        'p' => [0b00000, 0b00000, 0b11110, 0b10001, 0b11110, 0b10000, 0b10000],
-        'q' => [0b00000, 0b00000, 0b01101, 0b10011, 0b01111, 0b00001, 0b00001],
-        'r' => [0b00000, 0b00000, 0b10110, 0b11001, 0b10000, 0b10000, 0b10000],
-        's' => [0b00000, 0b00000, 0b01110, 0b10000, 0b01110, 0b00001, 0b11110],
-        't' => [0b01000, 0b01000, 0b11100, 0b01000, 0b01000, 0b01001, 0b00110],
-        'u' => [0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101],
-        'v' => [0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100],
-        'w' => [0b00000, 0b00000, 0b10001, 0b10001, 0b10101, 0b10101, 0b01010],
-        'x' => [0b00000, 0b00000, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001],
-        'y' => [0b00000, 0b00000, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110],
-        'z' => [0b00000, 0b00000, 0b11111, 0b00010, 0b00100, 0b01000, 0b11111],
-        '_' => [0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b11111],
-        '-' => [0b00000, 0b00000, 0b00000, 0b11111, 0b00000, 0b00000, 0b00000],
-        ':' => [0b00000, 0b01100, 0b01100, 0b00000, 0b01100, 0b01100, 0b00000],
-        '.' => [0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b01100],
-        '=' => [0b00000, 0b00000, 0b11111, 0b00000, 0b11111, 0b00000, 0b00000],
-        '/' => [0b00000, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b00000],
-        '(' => [0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010],
-        ')' => [0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000],
-        '#' => [0b01010, 0b01010, 0b11111, 0b01010, 0b11111, 0b01010, 0b01010],
-        ',' => [0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b00100, 0b01000],
-        _ => [0b11111, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b11111],
-    }
 }
 
 #[cfg(test)]
@@ -319,18 +248,6 @@ mod tests {
         assert_eq!(img.get_pixel(x0, y0).0, BACKGROUND);
         // Tiles themselves stay untouched (black).
         assert!((0..128).all(|x| img.get_pixel(x0 + x, 4 + 127).0 == [0, 0, 0]));
-    }
-
-    #[test]
-    fn every_listed_character_has_a_glyph() {
-        let boxed = glyph('\u{2603}');
-        for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-:.=/()#,".chars() {
-            assert_ne!(glyph(c), boxed, "{c:?}");
-            assert!(glyph(c).iter().any(|&row| row != 0), "{c:?}");
-        }
-        assert_eq!(glyph('Q'), glyph('q'));
-        assert_eq!(glyph(' '), [0; 7]);
-        assert_eq!(glyph('?'), boxed);
     }
 
     #[test]

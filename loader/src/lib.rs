@@ -12,9 +12,11 @@
 //! - [`batch`]: [`Batch`] and its fingerprint.
 //! - [`loader`]: [`Loader`], which ties them together with a thread pool and prefetch.
 //! - [`grid`]: the PNG contact sheet of `bitkit loader inspect`.
+//! - [`font`]: the built-in 5x7 bitmap font of the contact sheet and the training charts.
 
 pub mod batch;
 pub mod error;
+pub mod font;
 pub mod geometry;
 pub mod grid;
 pub mod loader;

@@ -12,8 +12,10 @@
 //! 5. Load it for training (BiT-HyperRule mode, MixUp, dedup's exclusion list): one epoch with
 //!    1 thread and with all cores must give the same batch fingerprints, a resume at a middle
 //!    step the same batches, and a PNG grid shows augmented samples.
-//!
-//! The trainer joins the chain when it is built.
+//! 6. (With the `train` feature.) Fine-tune the tiny BiT ResNet-v2 on it (HyperRule-style
+//!    transfer without the duplicates), pausing half-way and resuming, evaluate it on a
+//!    held-out generated test set, export it to the BiT .npz layout and check the export
+//!    gives the same logits.
 
 use super::{print_json, Outcome};
 use anyhow::Context;
@@ -62,6 +64,8 @@ struct DemoSummary {
     loader_images_per_s: f64,
     loader_thread_independent: bool,
     loader_resume_exact: bool,
+    train_top1: Option<f64>,
+    train_images_per_s: Option<f64>,
 }
 
 #[allow(clippy::print_stderr)]
@@ -109,7 +113,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     std::fs::write(corpus.join(bitkit_fixtures::wnid(classes + 1) + ".tar"), tar).context("writing the planted tar")?;
     let generated = set.samples.len() + expected.kept.len() + expected.rejects.len() + PLANTED.len();
     say(format!(
-        "[1/5] generated {generated} images in {} per-synset tars under {}, and a CIFAR-10 test set in {}",
+        "[1/{STEPS}] generated {generated} images in {} per-synset tars under {}, and a CIFAR-10 test set in {}",
         classes + 2,
         corpus.display(),
         data.display()
@@ -119,7 +123,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let dataset = out.join("dataset");
     let summary = run_ingest(&corpus, &dataset, None)?;
     say(format!(
-        "[2/5] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
+        "[2/{STEPS}] ingested into {}: {} rows, {} rejected ({:?}) at {:.0} images/s; rejects listed in rejects.jsonl",
         dataset.display(),
         summary.records_written,
         summary.records_rejected,
@@ -151,7 +155,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         );
         verified += 1;
     }
-    say(format!("[3/5] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
+    say(format!("[3/{STEPS}] verified the blake3 of all {verified} rows; read it with: datasets.load_dataset(\"parquet\", data_files=\"{}/part-*.parquet\")", dataset.display()));
 
     // 4. Dedup against the CIFAR-10 test set.
     let dedup_out = out.join("dedup");
@@ -163,7 +167,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let missing: Vec<&String> = planted_names.iter().filter(|n| !found.contains(&n.as_str())).collect();
     anyhow::ensure!(missing.is_empty(), "dedup missed the planted copies {missing:?}");
     say(format!(
-        "[4/5] dedup against cifar10-test: {} rows hashed at {:.0} images/s, {} candidate pairs; the {} planted copies found, and {} synthetic images that draw the same class pattern as a CIFAR fixture image; see {}",
+        "[4/{STEPS}] dedup against cifar10-test: {} rows hashed at {:.0} images/s, {} candidate pairs; the {} planted copies found, and {} synthetic images that draw the same class pattern as a CIFAR fixture image; see {}",
         dedup.upstream_rows,
         dedup.hash_images_per_s,
         dedup.test_sets.iter().map(|s| s.candidates).sum::<u64>(),
@@ -175,7 +179,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     // 5. Load for training, without the duplicates.
     let loaded = run_loader(&dataset, &dedup_out.join("exclude.txt"), &out.join("samples.png"))?;
     say(format!(
-        "[5/5] loader, BiT-HyperRule mode {} with MixUp: {:.0} images/s; 1 thread and {} threads give the same {} batch fingerprints, resuming at step {} gives the same batches; samples in {}",
+        "[5/{STEPS}] loader, BiT-HyperRule mode {} with MixUp: {:.0} images/s; 1 thread and {} threads give the same {} batch fingerprints, resuming at step {} gives the same batches; samples in {}",
         loaded.mode,
         loaded.images_per_s,
         loaded.threads,
@@ -183,6 +187,26 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
         loaded.steps / 2,
         out.join("samples.png").display()
     ));
+
+    // 6. Train on it.
+    #[cfg(feature = "train")]
+    let trained = {
+        let trained = run_train(&out, &dataset, &dedup_out.join("exclude.txt"), classes, seed)?;
+        say(format!(
+            "[6/{STEPS}] trained the tiny BiT ResNet-v2 on it without the duplicates ({} updates at {:.0} images/s, paused at {} and resumed): top-1 {:.1}% on {} held-out images (chance {:.1}%); exported to {} (same logits); run in {}",
+            trained.steps,
+            trained.images_per_s,
+            trained.steps / 2,
+            100.0 * trained.top1,
+            trained.eval_images,
+            100.0 / classes as f64,
+            trained.npz.display(),
+            trained.run.display()
+        ));
+        Some(trained)
+    };
+    #[cfg(not(feature = "train"))]
+    let trained: Option<Trained> = None;
 
     if json {
         print_json(&DemoSummary {
@@ -199,6 +223,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             loader_images_per_s: loaded.images_per_s,
             loader_thread_independent: true,
             loader_resume_exact: true,
+            train_top1: trained.as_ref().map(|t| t.top1),
+            train_images_per_s: trained.as_ref().map(|t| t.images_per_s),
         })?;
     }
     Ok(Outcome::Success)
@@ -212,6 +238,83 @@ fn run_ingest(
     let mut config = IngestConfig::new(Format::ImagenetTar, vec![input.display().to_string()], out.to_path_buf());
     config.split = split;
     ingest(&config, &Progress::default()).with_context(|| format!("ingesting into {}", out.display()))
+}
+
+/// Steps of the demo.
+#[cfg(feature = "train")]
+const STEPS: usize = 6;
+#[cfg(not(feature = "train"))]
+const STEPS: usize = 5;
+
+struct Trained {
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    run: PathBuf,
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    npz: PathBuf,
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    steps: u64,
+    top1: f64,
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    eval_images: u64,
+    images_per_s: f64,
+}
+
+/// Fine-tunes the tiny model from scratch on the demo dataset (small mode at 64 px, dedup's
+/// exclusion list), pausing half-way and resuming; evaluates on a held-out generated set;
+/// exports to the BiT .npz layout and checks the export's logits.
+#[cfg(feature = "train")]
+fn run_train(out: &Path, dataset: &Path, exclude: &Path, classes: usize, seed: u64) -> anyhow::Result<Trained> {
+    use bitkit_train::tch::{Device, Kind, Tensor};
+    use bitkit_train::trainer::{Task, TrainArgs, Trainer};
+
+    // A held-out test set: the same classes, other pictures.
+    let test_tars = out.join("test-tars");
+    let config = bitkit_fixtures::SyntheticSetConfig {
+        num_classes: classes,
+        per_class: 10,
+        seed: seed + 1000,
+        ..Default::default()
+    };
+    bitkit_fixtures::write_imagenet_tars(&test_tars, &bitkit_fixtures::synthetic_set_with(&config))
+        .context("writing the test set")?;
+    let test = out.join("dataset-test");
+    run_ingest(&test_tars, &test, None)?;
+
+    let run = out.join("train");
+    let steps = 60;
+    let args = |max_updates: Option<u64>, resume: bool| {
+        let mut a = TrainArgs::new(Task::Transfer, dataset.to_owned(), run.clone());
+        a.eval = Some(test.clone());
+        a.exclude = Some(exclude.to_owned());
+        a.model = bitkit_train::Variant::by_name("tiny");
+        a.device = "cpu".into();
+        a.seed = seed;
+        a.batch = 32;
+        a.micro_batch = Some(32);
+        a.steps = Some(steps);
+        a.base_lr = Some(0.1);
+        a.mode = Some(bitkit_loader::Mode::Small);
+        a.crop = Some(64);
+        a.checkpoint_every = Some(20);
+        a.max_updates = max_updates;
+        a.resume = resume;
+        a
+    };
+    let first = Trainer::prepare(args(Some(steps / 2), false))?.run()?;
+    anyhow::ensure!(first.status == "paused", "the first half ended {}", first.status);
+    let summary = Trainer::prepare(args(None, true))?.run()?;
+    anyhow::ensure!(summary.resumed_from == Some(steps / 2), "did not resume at step {}", steps / 2);
+    let eval = summary.eval.context("no evaluation")?;
+
+    let npz = run.join("model.npz");
+    let (model, _) = bitkit_train::weights::model_from_file(&run.join("model.safetensors"), None, false, Device::Cpu)?;
+    bitkit_train::weights::export_bit_npz(&model, &npz)?;
+    let (exported, _) = bitkit_train::weights::model_from_file(&npz, None, false, Device::Cpu)?;
+    let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let same =
+        bitkit_train::eval::forward_batch(&model.net, &x).equal(&bitkit_train::eval::forward_batch(&exported.net, &x));
+    anyhow::ensure!(same, "the exported .npz gives different logits");
+    Ok(Trained { run, npz, steps, top1: eval.top1, eval_images: eval.images, images_per_s: summary.images_per_s })
 }
 
 /// CIFAR-10 test images planted (upscaled) in the demo corpus.

@@ -5,7 +5,13 @@ pub mod dedup;
 pub mod demo;
 pub mod ingest;
 pub mod loader;
+#[cfg(feature = "train")]
+pub mod model;
 mod progress;
+#[cfg(feature = "train")]
+pub mod record;
+#[cfg(feature = "train")]
+pub mod train;
 
 use clap::Subcommand;
 
@@ -18,6 +24,14 @@ pub enum Command {
     /// The training input pipeline: benchmark, inspect, fingerprint
     #[command(subcommand)]
     Loader(loader::LoaderCommand),
+    /// BiT ResNet-v2 models: layer table and parameter count, forward a batch, export to BiT .npz
+    #[cfg(feature = "train")]
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Train and evaluate BiT models: HyperRule transfer, upstream pre-training, evaluation
+    #[cfg(feature = "train")]
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Run the chain end to end on a built-in synthetic dataset
     Demo(demo::DemoArgs),
 }
@@ -44,6 +58,10 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Ingest(args) => ingest::run(*args),
         Command::Dedup(args) => dedup::run_command(*args),
         Command::Loader(command) => loader::run(command),
+        #[cfg(feature = "train")]
+        Command::Model(command) => model::run(command),
+        #[cfg(feature = "train")]
+        Command::Train(command) => train::run(command),
         Command::Demo(args) => demo::run(args),
     }
 }
