@@ -4,6 +4,8 @@
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 mod util;
 
+#[cfg(feature = "train")]
+mod audit;
 mod cli;
 mod dedup;
 mod ingest_formats;

@@ -2,7 +2,7 @@
 //! record, metrics, plots and checkpoints, export to BiT .npz and forward, evaluation, and
 //! SIGTERM + `--resume` ending with the weights of an uninterrupted run.
 
-use crate::util::TestDir;
+use crate::util::{TestDir, TINY_TRAIN};
 use bitkit_fixtures as fx;
 use bitkit_train::npz::{read_npy, write_npy, Array};
 
@@ -16,23 +16,6 @@ fn datasets(t: &TestDir) -> (String, String) {
     }
     ("train".into(), "test".into())
 }
-
-const SMALL: [&str; 14] = [
-    "--model",
-    "tiny",
-    "--device",
-    "cpu",
-    "--batch",
-    "8",
-    "--micro-batch",
-    "4",
-    "--crop",
-    "32",
-    "--base-lr",
-    "0.05",
-    "--threads",
-    "2",
-];
 
 #[test]
 fn model_info_counts_match_the_spec_for_every_variant() {
@@ -62,8 +45,10 @@ fn model_info_counts_match_the_spec_for_every_variant() {
 fn a_transfer_run_writes_its_record_and_exports_to_bit_npz() {
     let t = TestDir::new();
     let (train, test) = datasets(&t);
-    let args =
-        [&["train", "transfer", "--data", &train, "--eval", &test, "--out", "run", "--steps", "4"][..], &SMALL[..]];
+    let args = [
+        &["train", "transfer", "--data", &train, "--eval", &test, "--out", "run", "--steps", "4"][..],
+        &TINY_TRAIN[..],
+    ];
     let summary = t.bitkit(&[&args.concat()[..], &["--json"]].concat()).expect_code(0).json();
     assert_eq!(summary["status"], "completed");
     assert_eq!(summary["steps_done"], 4);
@@ -152,7 +137,7 @@ fn sigterm_then_resume_matches_an_uninterrupted_run() {
     let t = TestDir::new();
     let (train, _) = datasets(&t);
     let base =
-        [&["train", "transfer", "--data", &train, "--steps", "40", "--checkpoint-every", "1000"][..], &SMALL[..]]
+        [&["train", "transfer", "--data", &train, "--steps", "40", "--checkpoint-every", "1000"][..], &TINY_TRAIN[..]]
             .concat();
     t.bitkit(&[&base[..], &["--out", "straight"]].concat()).expect_code(0);
 

@@ -72,12 +72,13 @@ pub fn rejects(dataset: &Path) -> Vec<RejectEntry> {
     bitkit_ingest::dataset::manifest::read_rejects(dataset).expect("rejects read")
 }
 
-/// Every file of a directory (name → bytes), for byte-identity checks.
+/// Every file of a directory (name → bytes), for byte-identity checks; the run record
+/// (`run.json`: times, command line) is left out.
 pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir).expect("dir lists") {
         let entry = entry.expect("entry");
-        if entry.path().is_file() {
+        if entry.path().is_file() && entry.file_name() != "run.json" {
             out.insert(entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).expect("reads"));
         }
     }
@@ -87,3 +88,11 @@ pub fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 pub fn s(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
+
+/// `bitkit train` options for a tiny CPU run (tiny model, 32 px, batches of 8 in 2 micro-batches).
+#[cfg(feature = "train")]
+#[rustfmt::skip]
+pub const TINY_TRAIN: [&str; 14] = [
+    "--model", "tiny", "--device", "cpu", "--batch", "8", "--micro-batch", "4", "--crop", "32",
+    "--base-lr", "0.05", "--threads", "2",
+];

@@ -327,7 +327,13 @@ pub fn ingest(config: &IngestConfig, progress: &Progress) -> Result<IngestSummar
                 .map_err(|source| Error::Read { path: out.clone(), source })?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|name| !(name.starts_with(".part-") || name.starts_with("part-") || name.starts_with('.')));
+                .find(|name| {
+                    // `run.json` is the CLI's run record, written before the ingest starts.
+                    !(name.starts_with(".part-")
+                        || name.starts_with("part-")
+                        || name.starts_with('.')
+                        || name.starts_with("run.json"))
+                });
             if let Some(name) = unexpected {
                 return Err(Error::Resume {
                     path: out.join(name),

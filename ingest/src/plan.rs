@@ -108,7 +108,7 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Expands INPUTs (files, directories, globs) into shard files, in order.
-fn expand_inputs(format: Format, inputs: &[String]) -> Result<Vec<PathBuf>> {
+pub fn expand_inputs(format: Format, inputs: &[String]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
         if has_glob_chars(input) {

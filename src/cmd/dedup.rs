@@ -1,5 +1,6 @@
 //! `bitkit dedup` and `bitkit dedup hash`.
 
+use super::record::{dataset_outputs, FileRecord, RunRecord};
 use super::{print_json, Outcome};
 use anyhow::Context;
 use bitkit_dedup::run::{excluded_keys, hash_upstream, run, write_clean, DedupConfig};
@@ -114,11 +115,34 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
     config.min_ncc = min_ncc;
     config.min_ssim = min_ssim;
     config.ssim_alone = ssim_alone;
-    let summary = run(&config, &|_| {}).with_context(|| format!("deduplicating {}", dataset.display()))?;
-    if let Some(clean) = clean {
-        let excluded = excluded_keys(&out)?;
-        write_clean(&dataset, &excluded, &clean).with_context(|| format!("writing {}", clean.display()))?;
+    let record = RunRecord::start(
+        &out,
+        "dedup",
+        serde_json::json!({
+            "dataset": dataset, "out": out, "against": config.against, "data_dir": config.data_dir, "cache": config.cache,
+            "radius": config.radius, "radius_cifar": config.radius_cifar, "min_ncc": config.min_ncc,
+            "min_ssim": config.min_ssim, "ssim_alone": config.ssim_alone, "write_clean": clean,
+        }),
+        vec![FileRecord::of(&dataset.join("dataset.json"), "upstream-dataset")?],
+    )?;
+    let result = run(&config, &|_| {}).with_context(|| format!("deduplicating {}", dataset.display()));
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            record.fail(&e)?;
+            return Err(e);
+        }
+    };
+    let mut outputs = Vec::new();
+    for name in ["pairs.parquet", "exclude.txt", "errors.jsonl", "report.html", "summary.json"] {
+        outputs.push(FileRecord::of(&out.join(name), name)?);
     }
+    if let Some(clean) = &clean {
+        let excluded = excluded_keys(&out)?;
+        write_clean(&dataset, &excluded, clean).with_context(|| format!("writing {}", clean.display()))?;
+        outputs.extend(dataset_outputs(clean)?);
+    }
+    record.finish("completed", 0, outputs, serde_json::to_value(&summary)?)?;
     if json {
         print_json(&summary)?;
     } else {

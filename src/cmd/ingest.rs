@@ -1,5 +1,6 @@
 //! `bitkit ingest` and `bitkit ingest merge`.
 
+use super::record::{dataset_outputs, input_records, FileRecord, RunRecord};
 use super::{print_json, progress::IngestProgressBar, Outcome};
 use anyhow::Context;
 use bitkit_ingest::dataset::WriterSettings;
@@ -204,13 +205,43 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
         return run_merge(merge);
     }
     let (config, json, quiet) = resolve(args)?;
+    let record = RunRecord::begin(&config.out, "ingest", serde_json::Value::Null, Vec::new());
     let progress = Arc::new(Progress::default());
     let bar = IngestProgressBar::start(progress.clone(), quiet || json);
     let result = ingest(&config, &progress);
     bar.finish();
     let summary = result.with_context(|| format!("ingesting into {}", config.out.display()))?;
+    let outcome = if summary.records_rejected > 0 { Outcome::CompletedWithRejects } else { Outcome::Success };
+    finish_record(record, &config, &summary, outcome)?;
     report(&summary, json, quiet)?;
-    Ok(if summary.records_rejected > 0 { Outcome::CompletedWithRejects } else { Outcome::Success })
+    Ok(outcome)
+}
+
+/// Writes `OUT/run.json`: the resolved configuration (the manifest's), the input shards
+/// (hashed when they total at most 16 GiB), every output file and the counts.
+fn finish_record(
+    mut record: RunRecord,
+    config: &IngestConfig,
+    summary: &IngestSummary,
+    outcome: Outcome,
+) -> anyhow::Result<()> {
+    let manifest = bitkit_ingest::dataset::Manifest::read(&config.out)?;
+    let shards = bitkit_ingest::plan::expand_inputs(config.format, &config.inputs)?;
+    record.set("inputs", serde_json::to_value(input_records(&shards, "shard")?)?);
+    record.set(
+        "config",
+        serde_json::json!({
+            "format": config.format.as_str(),
+            "inputs": config.inputs,
+            "out": config.out,
+            "workers": config.workers,
+            "split": config.split.map(|s| serde_json::json!({"index": s.index, "count": s.count})),
+            "dataset": manifest.config,
+        }),
+    );
+    let counts = serde_json::to_value(summary)?;
+    let status = if summary.records_rejected > 0 { "completed_with_rejects" } else { "completed" };
+    record.finish(status, outcome.code(), dataset_outputs(&config.out)?, counts)
 }
 
 #[allow(clippy::print_stderr)]
@@ -248,8 +279,15 @@ fn report(summary: &IngestSummary, json: bool, quiet: bool) -> anyhow::Result<()
 
 fn run_merge(args: MergeArgs) -> anyhow::Result<Outcome> {
     let MergeArgs { out, parts, json } = args;
+    let inputs = parts
+        .iter()
+        .map(|p| FileRecord::of(&p.join("dataset.json"), "worker-dataset"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let record = RunRecord::begin(&out, "ingest merge", serde_json::json!({ "parts": parts, "out": out }), inputs);
     let summary =
         bitkit_ingest::merge::merge(&out, &parts).with_context(|| format!("merging into {}", out.display()))?;
+    let code = if summary.rejected > 0 { Outcome::CompletedWithRejects } else { Outcome::Success }.code();
+    record.finish("completed", code, dataset_outputs(&out)?, serde_json::to_value(&summary)?)?;
     if json {
         print_json(&summary)?;
     } else {

@@ -1,6 +1,7 @@
 //! One module per subcommand: clap `*Args`, converted into the library's config in one
 //! function that destructures them exhaustively, then a call into the library.
 
+pub mod audit;
 pub mod dedup;
 pub mod demo;
 pub mod ingest;
@@ -8,7 +9,6 @@ pub mod loader;
 #[cfg(feature = "train")]
 pub mod model;
 mod progress;
-#[cfg(feature = "train")]
 pub mod record;
 #[cfg(feature = "train")]
 pub mod train;
@@ -32,6 +32,9 @@ pub enum Command {
     #[cfg(feature = "train")]
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Audit runs: verify recorded hashes, diff two training runs, trace lineage, replay
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run the chain end to end on a built-in synthetic dataset
     Demo(demo::DemoArgs),
 }
@@ -62,6 +65,7 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Model(command) => model::run(command),
         #[cfg(feature = "train")]
         Command::Train(command) => train::run(command),
+        Command::Audit(command) => audit::run(command),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -5,37 +5,114 @@
 //! killed run is visible as such.
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// One file the command read or wrote.
-#[derive(Debug, Clone, Serialize)]
+/// One file the command read or wrote. Paths are as given on the command line (relative to
+/// the record's `cwd`) or absolute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileRecord {
     pub path: PathBuf,
     pub role: String,
     pub size: u64,
-    pub blake3: String,
+    /// None only for inputs too large to re-read for the record (ingest shards beyond
+    /// [`MAX_HASHED_INPUT_BYTES`] in total): their size is still recorded.
+    pub blake3: Option<String>,
 }
 
+/// Inputs of an ingest are hashed for its record only up to this total (re-reading
+/// ImageNet-21k's 1.3 TB for a record would double the job).
+pub const MAX_HASHED_INPUT_BYTES: u64 = 16 << 30;
+
 impl FileRecord {
-    /// Hashes `path` (a file; for a dataset directory pass its `dataset.json`, which holds the
-    /// blake3 of every part).
+    /// Hashes `path`: a file's blake3, or for a directory the blake3 of its tree (every file's
+    /// relative path, size and blake3, in sorted order). For a dataset directory pass its
+    /// `dataset.json` instead, which holds the blake3 of every part.
     pub fn of(path: &Path, role: &str) -> anyhow::Result<FileRecord> {
-        let mut hasher = blake3::Hasher::new();
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        hasher
-            .update_reader(std::io::BufReader::with_capacity(1 << 20, file))
-            .with_context(|| format!("hashing {}", path.display()))?;
-        let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-        Ok(FileRecord {
-            path: path.to_owned(),
-            role: role.to_owned(),
-            size,
-            blake3: hasher.finalize().to_hex().to_string(),
-        })
+        let (size, blake3) = hash_path(path)?;
+        Ok(FileRecord { path: path.to_owned(), role: role.to_owned(), size, blake3: Some(blake3) })
     }
+
+    /// A file whose blake3 is already known (a dataset part, from its manifest).
+    pub fn known(path: &Path, role: &str, size: u64, blake3: &str) -> FileRecord {
+        FileRecord { path: path.to_owned(), role: role.to_owned(), size, blake3: Some(blake3.to_owned()) }
+    }
+}
+
+/// (total bytes, blake3) of a file or a directory tree.
+pub fn hash_path(path: &Path) -> anyhow::Result<(u64, String)> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok((meta.len(), hash_file(path)?));
+    }
+    let mut files = Vec::new();
+    collect_files(path, path, &mut files)?;
+    files.sort();
+    let mut tree = blake3::Hasher::new();
+    let mut total = 0u64;
+    for rel in files {
+        let full = path.join(&rel);
+        let size = std::fs::metadata(&full).with_context(|| format!("reading {}", full.display()))?.len();
+        total += size;
+        let name = rel.to_string_lossy();
+        tree.update(&(name.len() as u64).to_le_bytes());
+        tree.update(name.as_bytes());
+        tree.update(&size.to_le_bytes());
+        tree.update(hash_file(&full)?.as_bytes());
+    }
+    Ok((total, tree.finalize().to_hex().to_string()))
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    hasher
+        .update_reader(std::io::BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("hashing {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Total bytes under a path (a file's size, or a tree's).
+pub fn size_of(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    let mut files = Vec::new();
+    if collect_files(path, path, &mut files).is_err() {
+        return 0;
+    }
+    files.iter().filter_map(|f| std::fs::metadata(path.join(f)).ok()).map(|m| m.len()).sum()
+}
+
+/// Records inputs, hashing them when their total is at most [`MAX_HASHED_INPUT_BYTES`].
+pub fn input_records(paths: &[PathBuf], role: &str) -> anyhow::Result<Vec<FileRecord>> {
+    let total: u64 = paths.iter().map(|p| size_of(p)).sum();
+    paths
+        .iter()
+        .map(|p| {
+            if total <= MAX_HASHED_INPUT_BYTES {
+                FileRecord::of(p, role)
+            } else {
+                Ok(FileRecord { path: p.clone(), role: role.to_owned(), size: size_of(p), blake3: None })
+            }
+        })
+        .collect()
 }
 
 pub struct RunRecord {
@@ -43,9 +120,48 @@ pub struct RunRecord {
     value: Value,
 }
 
+/// The files of a dataset directory as outputs: the manifest, the rejects list and every part
+/// (the parts' blake3 taken from the manifest, which the writer computed from the bytes).
+pub fn dataset_outputs(dir: &Path) -> anyhow::Result<Vec<FileRecord>> {
+    let manifest = bitkit_ingest::dataset::Manifest::read(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut out = vec![FileRecord::of(&dir.join("dataset.json"), "manifest")?];
+    if dir.join("rejects.jsonl").is_file() {
+        out.push(FileRecord::of(&dir.join("rejects.jsonl"), "rejects")?);
+    }
+    for part in &manifest.parts {
+        out.push(FileRecord::known(&dir.join(&part.file), "part", part.bytes, &part.blake3));
+    }
+    Ok(out)
+}
+
+/// Reads a run record.
+pub fn read(path: &Path) -> anyhow::Result<Value> {
+    let file = if path.is_dir() { path.join("run.json") } else { path.to_owned() };
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not a run record", file.display()))?;
+    anyhow::ensure!(
+        value["schema"] == "bitkit.run/1",
+        "{}: not a bitkit run record (schema {})",
+        file.display(),
+        value["schema"]
+    );
+    Ok(value)
+}
+
 impl RunRecord {
-    /// Starts a record at `dir/run.json`.
+    /// Starts a record at `dir/run.json` and writes it (status "running"), so a killed run is
+    /// visible as such.
     pub fn start(dir: &Path, command: &str, config: Value, inputs: Vec<FileRecord>) -> anyhow::Result<RunRecord> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let record = RunRecord::begin(dir, command, config, inputs);
+        record.write()?;
+        Ok(record)
+    }
+
+    /// Starts a record in memory only: written by [`RunRecord::finish`] (ingest, whose output
+    /// directory may hold the complete dataset of an earlier run until this one succeeds).
+    pub fn begin(dir: &Path, command: &str, config: Value, inputs: Vec<FileRecord>) -> RunRecord {
         let value = json!({
             "schema": "bitkit.run/1",
             "bitkit_version": env!("CARGO_PKG_VERSION"),
@@ -63,9 +179,14 @@ impl RunRecord {
             "status": "running",
             "exit_code": null,
         });
-        let record = RunRecord { path: dir.join("run.json"), value };
-        record.write()?;
-        Ok(record)
+        RunRecord { path: dir.join("run.json"), value }
+    }
+
+    /// Ends a record whose command failed.
+    pub fn fail(self, error: &anyhow::Error) -> anyhow::Result<()> {
+        let mut record = self;
+        record.set("error", json!(format!("{error:#}")));
+        record.finish("failed", 1, Vec::new(), json!({}))
     }
 
     pub fn set(&mut self, key: &str, value: Value) {
@@ -89,6 +210,9 @@ impl RunRecord {
     }
 
     fn write(&self) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let tmp = self.path.with_extension("json.tmp");
         let mut bytes = serde_json::to_vec_pretty(&self.value)?;
         bytes.push(b'\n');

@@ -170,7 +170,7 @@ pub struct EvalArgs {
     /// Sigmoid loss and multi-label hits (upstream models)
     #[arg(long)]
     pub multi_label: bool,
-    /// Where to write the full report (JSON); default: beside a run directory's checkpoints, else nowhere
+    /// Directory for the full report (`eval.json`) and its run record (`run.json`)
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long)]
@@ -293,14 +293,21 @@ fn train(task: Task, opts: TrainOpts) -> anyhow::Result<Outcome> {
         inputs.push(FileRecord::of(x, "exclude")?);
     }
     let trainer = Trainer::prepare(args)?;
-    let config = json!({ "train": trainer.config, "runtime": trainer.runtime, "seed": trainer.args.seed });
+    let config = json!({ "train": trainer.config, "runtime": trainer.runtime, "seed": trainer.args.seed, "out": out });
     let command = match task {
         Task::Transfer => "train transfer",
         Task::Upstream => "train upstream",
     };
     let mut record = RunRecord::start(&out, command, config, inputs)?;
     record.set("host_device", json!(trainer.runtime.device));
-    let summary = trainer.run()?;
+    let summary = match trainer.run() {
+        Ok(summary) => summary,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            record.fail(&e)?;
+            return Err(e);
+        }
+    };
     let mut outputs = Vec::new();
     for name in ["model.safetensors", "model.json", "metrics.jsonl", "loss.png", "lr.png", "accuracy.png"] {
         let p = out.join(name);
@@ -369,10 +376,16 @@ fn eval(args: EvalArgs) -> anyhow::Result<Outcome> {
     let r = bitkit_train::eval::evaluate(&model.net, &loader, &mut feeder, kind, names.as_deref())?;
     let report = json!({"weights": file, "data": data, "crop": crop, "model": model.net.variant.name,
         "classes": model.net.classes, "result": r});
-    if let Some(path) = out {
+    if let Some(dir) = &out {
+        let inputs = vec![FileRecord::of(&file, "weights")?, dataset_input(&data, "eval-dataset")?];
+        let config = json!({"init": init, "data": data, "crop": crop, "batch": batch, "multi_label": multi_label});
+        let record = RunRecord::start(dir, "train eval", config, inputs)?;
+        let path = dir.join("eval.json");
         let mut bytes = serde_json::to_vec_pretty(&report)?;
         bytes.push(b'\n');
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        let counts = json!({"images": r.images, "top1": r.top1, "top5": r.top5, "loss": r.loss});
+        record.finish("completed", 0, vec![FileRecord::of(&path, "eval")?], counts)?;
     }
     if json_out {
         print_json(&report)?;

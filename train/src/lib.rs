@@ -7,7 +7,7 @@
 //! - [`weights`]: BiT .npz ↔ model, safetensors, variant inference, [`Model`].
 //! - [`schedule`]: HyperRule regimes and learning-rate schedules.
 //! - [`sgd`]: SGD with momentum, PyTorch's form, checkpointable.
-//! - [`data`]: loader batches → device tensors, MixUp, losses.
+//! - [`data`]: loader batches → device tensors, MixUp, losses; [`digest`]: what an update saw.
 //! - [`trainer`]: the training loop, resume, signals; [`checkpoint`]: run checkpoints.
 //! - [`eval`]: top-1/top-5/loss, per-class accuracy, confusions.
 //! - [`metrics`], [`plot`]: `metrics.jsonl` and PNG plots.
@@ -16,6 +16,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod digest;
 pub mod error;
 pub mod eval;
 pub mod metrics;

@@ -7,7 +7,6 @@
 //! fixed by (seed, step) alone. A resumed run loads the parameters and momentum buffers of a
 //! checkpoint and continues at its step: on CPU it matches an uninterrupted run bit for bit.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -172,6 +171,12 @@ pub struct StepMetrics {
     pub data_wait: f64,
     /// blake3 over the fingerprints of the update's loader batches (`bitkit audit diff`).
     pub data: String,
+    /// blake3 of the update's sorted sample keys (which samples).
+    pub data_keys: String,
+    /// blake3 of the keys in order.
+    pub data_order: String,
+    /// blake3 of the crop boxes, flips and MixUp draws.
+    pub data_augment: String,
     pub time_s: f64,
 }
 
@@ -533,12 +538,12 @@ impl Trainer {
             let mut wait = 0f64;
             let mut loss_sum = 0f64;
             let mut images = 0usize;
-            let mut fingerprints = blake3::Hasher::new();
+            let mut digest = crate::digest::UpdateDigest::default();
             for _ in 0..split {
                 let w0 = Instant::now();
                 let batch = batches.next().ok_or_else(|| TrainError::Config("the loader stopped early".into()))??;
                 wait += w0.elapsed().as_secs_f64();
-                fingerprints.update(batch.fingerprint().as_bytes());
+                digest.add(&batch);
                 let x = feeder.images(&batch, crop);
                 let logits = self.model.net.forward(&x);
                 let loss = batch_loss(&logits, &batch, self.config.loss, &feeder);
@@ -550,6 +555,7 @@ impl Trainer {
             sgd.step(lr);
             step += 1;
             let dt = t0.elapsed().as_secs_f64();
+            let digests = digest.finish();
             let m = StepMetrics {
                 step: step - 1,
                 epoch: ((step - 1) * split) as f64 / steps_per_epoch,
@@ -558,21 +564,26 @@ impl Trainer {
                 images,
                 images_per_s: images as f64 / dt.max(1e-9),
                 data_wait: wait / dt.max(1e-9),
-                data: fingerprints.finalize().to_hex().to_string(),
+                data: digests.data,
+                data_keys: digests.keys,
+                data_order: digests.order,
+                data_augment: digests.augment,
                 time_s: started.elapsed().as_secs_f64(),
             };
             images_total += images;
             wait_total += wait;
             last_loss = Some(m.loss);
             tracing::info!(step = m.step, lr, loss = m.loss, images_per_s = m.images_per_s, "update");
-            crate::metrics::append(&mut metrics_file, &metrics_path, &serde_json::to_value(&m).unwrap_or_default())?;
-            history.steps.push(m);
+            history.push(&mut metrics_file, &metrics_path, crate::metrics::Record::Step(m))?;
 
             if self.config.eval_every.is_some_and(|e| e > 0 && step.is_multiple_of(e)) {
                 self.eval_into(&mut feeder, step, &mut history, &mut metrics_file, &metrics_path)?;
             }
             if step.is_multiple_of(checkpoint_every) {
                 last_checkpoint = Some(self.checkpoint(step, split, &config_hash, &sgd)?);
+                let weights = self.model.weight_hash().to_hex().to_string();
+                let record = crate::metrics::Record::Checkpoint(crate::metrics::CheckpointRecord { step, weights });
+                history.push(&mut metrics_file, &metrics_path, record)?;
                 crate::metrics::write_plots(&out, &history)?;
             }
         }
@@ -583,6 +594,9 @@ impl Trainer {
             && step > start_step
         {
             last_checkpoint = Some(self.checkpoint(step, split, &config_hash, &sgd)?);
+            let weights = self.model.weight_hash().to_hex().to_string();
+            let record = crate::metrics::Record::Checkpoint(crate::metrics::CheckpointRecord { step, weights });
+            history.push(&mut metrics_file, &metrics_path, record)?;
         }
         let mut model_path = None;
         let mut eval = None;
@@ -647,9 +661,7 @@ impl Trainer {
         let r = evaluate(&self.model.net, loader, feeder, self.config.loss, self.class_names.as_deref())?;
         let m = EvalMetrics { step, eval_top1: r.top1, eval_top5: r.top5, eval_loss: r.loss, eval_images: r.images };
         tracing::info!(step, top1 = r.top1, top5 = r.top5, loss = r.loss, "eval");
-        crate::metrics::append(file, path, &serde_json::to_value(&m).unwrap_or_default())?;
-        history.evals.push(m);
-        file.flush().map_err(|e| TrainError::io(path, e))?;
+        history.push(file, path, crate::metrics::Record::Eval(m))?;
         Ok(Some(r))
     }
 }

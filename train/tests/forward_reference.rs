@@ -205,3 +205,44 @@ fn root_pads_with_zeros_not_minus_infinity() {
     let corner = root.narrow(2, 0, 1).narrow(3, 0, 1);
     assert!(corner.min().double_value(&[]) >= 0.0);
 }
+
+/// The GPU options on CPU: bf16 activations (float32 weights, norms and loss) stay close to
+/// float32 and back-propagate into float32 gradients; channels-last input gives the same
+/// logits as NCHW.
+#[test]
+fn bf16_and_channels_last_paths_agree_with_float32() {
+    use bitkit_train::data::to_channels_last;
+    let variant = Variant::by_name("tiny").expect("tiny");
+    let model = Model::new(variant, 5, Device::Cpu, 9);
+    tch::manual_seed(2);
+    tch::no_grad(|| {
+        for (name, mut t) in model.vs.variables() {
+            if name.starts_with("head.") {
+                t.copy_(&((Tensor::rand_like(&t) - 0.5) * 0.4));
+            }
+        }
+    });
+    let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let f32_logits = model.net.forward(&x);
+    let scale = f32_logits.abs().max().double_value(&[]);
+    assert!(scale > 0.05);
+
+    let cl = tch::no_grad(|| model.net.forward(&to_channels_last(&x)));
+    let diff = (&cl - &f32_logits).abs().max().double_value(&[]);
+    assert!(diff <= 1e-4 * scale.max(1.0), "channels-last differs by {diff}");
+
+    let bf16_logits = model.net.forward(&x.to_kind(Kind::BFloat16));
+    assert_eq!(bf16_logits.kind(), Kind::BFloat16);
+    let diff = (bf16_logits.to_kind(Kind::Float) - &f32_logits).abs().max().double_value(&[]);
+    assert!(diff <= 0.1 * scale.max(1.0), "bf16 differs by {diff} (scale {scale})");
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3]);
+    let loss = bitkit_train::data::cross_entropy(&bf16_logits, &labels);
+    assert_eq!(loss.kind(), Kind::Float);
+    loss.backward();
+    for (name, t) in model.vs.variables() {
+        let g = t.grad();
+        assert!(g.defined(), "{name} has no gradient");
+        assert_eq!(g.kind(), Kind::Float, "{name}");
+        assert!(g.isfinite().all().int64_value(&[]) == 1, "{name} has a non-finite gradient");
+    }
+}
