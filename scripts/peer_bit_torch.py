@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The training-throughput peer of `scripts/bench-train`: BiT ResNet-v2 in PyTorch eager, the
+"""The training-throughput peer of `scripts/bench-train`, and the cross-framework check of
+`bitkit model export` (`--check-npz`): BiT ResNet-v2 in PyTorch eager, the
 architecture of google-research/big_transfer bit_pytorch/models.py (StdConv2d with biased
 variance and eps 1e-10, GroupNorm(32), pre-activation bottlenecks with the stride on the 3x3,
 zero-pad-then-maxpool root, 1x1-conv head), trained with SGD momentum 0.9 on random
@@ -9,6 +10,7 @@ when --timm is given and timm is installed.
 Prints one JSON object: images/s over the timed updates.
 """
 import argparse, json, time
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -29,6 +31,13 @@ def conv3x3(cin, cout, stride=1):
 
 def conv1x1(cin, cout, stride=1):
     return StdConv2d(cin, cout, kernel_size=1, stride=stride, padding=0, bias=False)
+
+
+def tf2th(conv_weights):
+    """big_transfer's bit_pytorch/models.py: HWIO kernels to OIHW."""
+    if conv_weights.ndim == 4:
+        conv_weights = conv_weights.transpose([3, 2, 0, 1])
+    return torch.from_numpy(conv_weights)
 
 
 class PreActBottleneck(nn.Module):
@@ -54,28 +63,81 @@ class PreActBottleneck(nn.Module):
         out = self.conv3(self.relu(self.gn3(out)))
         return out + residual
 
+    def load_from(self, weights, prefix):
+        with torch.no_grad():
+            self.conv1.weight.copy_(tf2th(weights[f"{prefix}a/standardized_conv2d/kernel"]))
+            self.conv2.weight.copy_(tf2th(weights[f"{prefix}b/standardized_conv2d/kernel"]))
+            self.conv3.weight.copy_(tf2th(weights[f"{prefix}c/standardized_conv2d/kernel"]))
+            self.gn1.weight.copy_(tf2th(weights[f"{prefix}a/group_norm/gamma"]))
+            self.gn2.weight.copy_(tf2th(weights[f"{prefix}b/group_norm/gamma"]))
+            self.gn3.weight.copy_(tf2th(weights[f"{prefix}c/group_norm/gamma"]))
+            self.gn1.bias.copy_(tf2th(weights[f"{prefix}a/group_norm/beta"]))
+            self.gn2.bias.copy_(tf2th(weights[f"{prefix}b/group_norm/beta"]))
+            self.gn3.bias.copy_(tf2th(weights[f"{prefix}c/group_norm/beta"]))
+            if hasattr(self, "downsample"):
+                self.downsample.weight.copy_(tf2th(weights[f"{prefix}a/proj/standardized_conv2d/kernel"]))
+
 
 class ResNetV2(nn.Module):
-    def __init__(self, block_units, wf, head_size):
+    """BiT's ResNetV2 with its module names (root.conv, body.blockB.unitUU, head.gn/conv);
+    `root` is the root width, 64 x the width factor."""
+
+    def __init__(self, block_units, root, head_size):
         super().__init__()
-        self.root = nn.Sequential(
-            StdConv2d(3, 64 * wf, kernel_size=7, stride=2, padding=3, bias=False),
-            nn.ConstantPad2d(1, 0),
-            nn.MaxPool2d(kernel_size=3, stride=2, padding=0),
-        )
-        layers = []
-        cin = 64 * wf
+        self.root = nn.Sequential(OrderedDict([
+            ("conv", StdConv2d(3, root, kernel_size=7, stride=2, padding=3, bias=False)),
+            ("pad", nn.ConstantPad2d(1, 0)),
+            ("pool", nn.MaxPool2d(kernel_size=3, stride=2, padding=0)),
+        ]))
+        blocks = []
+        cin = root
         for b, units in enumerate(block_units):
-            cmid, cout = 64 * wf * 2 ** b, 256 * wf * 2 ** b
-            for u in range(units):
-                layers.append(PreActBottleneck(cin if u == 0 else cout, cout, cmid, 2 if (u == 0 and b > 0) else 1))
+            cmid, cout = root * 2 ** b, 4 * root * 2 ** b
+            unit_list = [(f"unit{u + 1:02d}", PreActBottleneck(cin if u == 0 else cout, cout, cmid,
+                                                              2 if (u == 0 and b > 0) else 1)) for u in range(units)]
+            blocks.append((f"block{b + 1}", nn.Sequential(OrderedDict(unit_list))))
             cin = cout
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.GroupNorm(32, 2048 * wf), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                  nn.Conv2d(2048 * wf, head_size, kernel_size=1, bias=True))
+        self.body = nn.Sequential(OrderedDict(blocks))
+        self.head = nn.Sequential(OrderedDict([
+            ("gn", nn.GroupNorm(32, cin)), ("relu", nn.ReLU(inplace=True)), ("avg", nn.AdaptiveAvgPool2d(output_size=1)),
+            ("conv", nn.Conv2d(cin, head_size, kernel_size=1, bias=True)),
+        ]))
 
     def forward(self, x):
-        return self.head(self.body(self.root(x)))[..., 0, 0]
+        x = self.head(self.body(self.root(x)))
+        assert x.shape[-2:] == (1, 1)
+        return x[..., 0, 0]
+
+    def load_from(self, weights, prefix="resnet/"):
+        """big_transfer's `ResNetV2.load_from` (zero_head=False)."""
+        with torch.no_grad():
+            self.root.conv.weight.copy_(tf2th(weights[f"{prefix}root_block/standardized_conv2d/kernel"]))
+            self.head.gn.weight.copy_(tf2th(weights[f"{prefix}group_norm/gamma"]))
+            self.head.gn.bias.copy_(tf2th(weights[f"{prefix}group_norm/beta"]))
+            self.head.conv.weight.copy_(tf2th(weights[f"{prefix}head/conv2d/kernel"]))
+            self.head.conv.bias.copy_(tf2th(weights[f"{prefix}head/conv2d/bias"]))
+            for bname, block in self.body.named_children():
+                for uname, unit in block.named_children():
+                    unit.load_from(weights, prefix=f"{prefix}{bname}/{uname}/")
+
+
+def check_npz(npz, inputs, logits):
+    """Loads a BiT .npz (e.g. written by `bitkit model export`) the way big_transfer does, runs
+    the float32 NCHW batch `inputs` and compares with `logits` (e.g. from `bitkit model forward`).
+    Prints the max absolute difference and the logits' scale as JSON."""
+    import numpy as np
+    w = np.load(npz)
+    units = [max(int(k.split("/")[2][4:]) for k in w.files if k.startswith(f"resnet/block{b}/")) for b in range(1, 5)]
+    root = w["resnet/root_block/standardized_conv2d/kernel"].shape[3]
+    classes = w["resnet/head/conv2d/kernel"].shape[3]
+    model = ResNetV2(units, root, classes)
+    model.load_from(w)
+    model.eval()
+    with torch.no_grad():
+        got = model(torch.from_numpy(np.load(inputs))).numpy()
+    want = np.load(logits)
+    print(json.dumps({"block_units": units, "root": int(root), "classes": int(classes),
+                      "max_abs_diff": float(np.abs(got - want).max()), "scale": float(np.abs(want).max())}))
 
 
 def main():
@@ -90,7 +152,13 @@ def main():
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--timm", action="store_true")
+    ap.add_argument("--check-npz", metavar="W.npz", help="load W.npz as big_transfer does, compare logits")
+    ap.add_argument("--input", help="with --check-npz: float32 NCHW .npy")
+    ap.add_argument("--logits", help="with --check-npz: the logits to compare with (.npy)")
     a = ap.parse_args()
+    if a.check_npz:
+        check_npz(a.check_npz, a.input, a.logits)
+        return
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -98,7 +166,7 @@ def main():
         import timm
         model = timm.create_model("resnetv2_50x1_bit", num_classes=a.classes)
     else:
-        model = ResNetV2([3, 4, 6, 3], 1, a.classes)
+        model = ResNetV2([3, 4, 6, 3], 64, a.classes)
     model = model.to(dev)
     if a.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -7,6 +7,8 @@ mod util;
 #[cfg(feature = "train")]
 mod audit;
 mod cli;
+#[cfg(feature = "train")]
+mod crash;
 mod dedup;
 mod ingest_formats;
 mod ingest_hostile;

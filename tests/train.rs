@@ -101,6 +101,21 @@ fn a_transfer_run_writes_its_record_and_exports_to_bit_npz() {
     let a = read_npy(&t.path("a.npy")).expect("logits");
     assert_eq!(a.shape, vec![2, 10]);
     assert_eq!(a, read_npy(&t.path("b.npy")).expect("logits"));
+    // big_transfer's own loader (bit_pytorch `load_from`, in PyTorch) reads the export and
+    // gives the same logits, when the test environment has torch (scripts/test provides it).
+    if let Some(python) = std::env::var_os("BITKIT_PYTHON") {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/peer_bit_torch.py");
+        let out = std::process::Command::new(python)
+            .args([script, "--check-npz", "exported.npz", "--input", "x.npy", "--logits", "a.npy"])
+            .current_dir(t.path(""))
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let check: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(check["block_units"], serde_json::json!([1, 1, 1, 1]));
+        let (diff, scale) = (check["max_abs_diff"].as_f64().expect("diff"), check["scale"].as_f64().expect("scale"));
+        assert!(diff <= 1e-4 * scale.max(1.0), "big_transfer's loader gives other logits: {check}");
+    }
     let wrong = t.bitkit(&[
         "model",
         "forward",
@@ -171,4 +186,42 @@ fn sigterm_then_resume_matches_an_uninterrupted_run() {
         std::fs::read(t.path("straight/model.safetensors")).expect("a"),
         std::fs::read(t.path("killed/model.safetensors")).expect("b")
     );
+}
+
+/// Upstream pre-training: sigmoid cross-entropy on multi-hot labels, lr 0.03 x batch / 256
+/// after the warm-up, weight decay on, Inception crop.
+#[test]
+fn an_upstream_run_trains_with_the_upstream_recipe() {
+    let t = TestDir::new();
+    let (train, _) = datasets(&t);
+    let args = [
+        &["train", "upstream", "--data", &train, "--out", "up", "--steps", "3", "--warmup-steps", "1"][..],
+        &["--json"][..],
+        &TINY_TRAIN[..],
+    ]
+    .concat();
+    // TINY_TRAIN's --base-lr would override the recipe's: drop it for this run.
+    let args: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| **a != "--base-lr" && (*i == 0 || args[i - 1] != "--base-lr"))
+        .map(|(_, a)| *a)
+        .collect();
+    let summary = t.bitkit(&args).expect_code(0).json();
+    assert_eq!(summary["status"], "completed");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path("up/run.json")).expect("run.json")).expect("json");
+    let c = &record["config"]["train"];
+    assert_eq!(c["loss"], "sigmoid");
+    assert_eq!(c["weight_decay"], 1e-4);
+    assert_eq!(c["loader"]["transform"]["mode"], "upstream");
+    let base = 0.03 * 8.0 / 256.0;
+    assert!((c["schedule"]["base_lr"].as_f64().expect("lr") - base).abs() < 1e-15);
+    let metrics = std::fs::read_to_string(t.path("up/metrics.jsonl")).expect("metrics");
+    let lrs: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["lr"].as_f64())
+        .collect();
+    assert_eq!(lrs, vec![0.0, base, base]);
 }

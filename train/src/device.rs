@@ -12,6 +12,9 @@ use crate::error::TrainError;
 pub fn select(spec: &str) -> Result<Device, TrainError> {
     match spec {
         "cpu" => Ok(Device::Cpu),
+        // Without an NVIDIA driver node there is no GPU: skip loading the CUDA libraries
+        // (seconds and hundreds of MB on a CPU-only machine).
+        "auto" if !std::path::Path::new("/dev/nvidiactl").exists() => Ok(Device::Cpu),
         "auto" => Ok(if load_cuda().is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
         "cuda" | "cuda:0" => {
             load_cuda().map_err(|reason| TrainError::Device { spec: spec.to_owned(), reason })?;
