@@ -226,7 +226,16 @@ fn host() -> Value {
         s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned())
     });
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_owned());
+    // GPUs as the NVIDIA driver lists them (no CUDA initialisation needed).
+    let gpus: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("information")).ok())
+        .filter_map(|info| info.lines().find(|l| l.starts_with("Model:")).map(|l| l[6..].trim().to_owned()))
+        .collect();
     json!({
+        "gpus": gpus,
         "hostname": hostname,
         "os": std::env::consts::OS,
         "arch": std::env::consts::ARCH,
