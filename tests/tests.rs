@@ -6,10 +6,13 @@ mod util;
 
 #[cfg(feature = "train")]
 mod audit;
+#[cfg(feature = "train")]
+mod audit_hostile;
 mod cli;
 #[cfg(feature = "train")]
 mod crash;
 mod dedup;
+mod disk_full;
 mod ingest_formats;
 mod ingest_hostile;
 mod ingest_resume;

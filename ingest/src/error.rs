@@ -19,7 +19,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing Parquet {}", path.display())]
+    #[error("Parquet file {}", path.display())]
     Parquet {
         path: PathBuf,
         #[source]
@@ -33,6 +33,10 @@ pub enum Error {
     },
     #[error("{}: {reason}", path.display())]
     BadManifest { path: PathBuf, reason: String },
+    /// The Parquet or Arrow decoder gave up on damaged bytes (it panicked; the panic was
+    /// caught and is reported here instead of taking the process down).
+    #[error("{}: corrupt Parquet file ({reason})", path.display())]
+    CorruptPart { path: PathBuf, reason: String },
     #[error("{}: line {line}: {reason}", path.display())]
     BadClassList { path: PathBuf, line: usize, reason: String },
     #[error("input {input}: {reason}")]

@@ -2,7 +2,7 @@
 //! two training runs step by step, trace a checkpoint back to its shards, and re-run a
 //! recorded command to check it gives the same bytes.
 
-use super::record::{self, hash_path, FileRecord};
+use super::record::{self, hash_path, hash_path_limited, FileRecord};
 use super::{print_json, Outcome};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -123,7 +123,7 @@ fn check_file(f: &FileRecord, cwd: Option<&Path>) -> Check {
             mk("changed", Some(format!("size {size}, recorded {}", f.size)))
         };
     };
-    match hash_path(&path) {
+    match hash_path_limited(&path, f.size) {
         Ok((size, got)) if &got == want && size == f.size => mk("ok", None),
         Ok((size, got)) => {
             mk("changed", Some(format!("blake3 {got} ({size} bytes), recorded {want} ({} bytes)", f.size)))
@@ -138,6 +138,10 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let record_path = if path.is_dir() { path.join("run.json") } else { path.clone() };
     let dir = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_owned).unwrap_or_default() };
     let mut had_record = false;
+    // Present but not a regular file (a directory, a link to a device): an error, not a skip.
+    if std::fs::symlink_metadata(&record_path).is_ok_and(|m| !m.is_file()) {
+        bail!("{} is not a regular file", record_path.display());
+    }
     if record_path.is_file() {
         let rec = record::read(&record_path)?;
         had_record = true;

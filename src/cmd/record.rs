@@ -43,44 +43,59 @@ impl FileRecord {
 
 /// (total bytes, blake3) of a file or a directory tree.
 pub fn hash_path(path: &Path) -> anyhow::Result<(u64, String)> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_dir() {
-        return Ok((meta.len(), hash_file(path)?));
+    hash_path_limited(path, u64::MAX)
+}
+
+/// As [`hash_path`], but only regular files and directories (symbolic links are not followed,
+/// devices and pipes are refused) and reading at most `limit` + 1 bytes in all: a record that
+/// names `/dev/zero` or `/` costs no more than the size it recorded. Past the limit the hash
+/// is of the bytes read, so it cannot match.
+pub fn hash_path_limited(path: &Path, limit: u64) -> anyhow::Result<(u64, String)> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_file() {
+        return Ok((meta.len(), hash_file(path, limit.saturating_add(1))?));
     }
+    anyhow::ensure!(meta.is_dir(), "{} is not a regular file or directory", path.display());
     let mut files = Vec::new();
     collect_files(path, path, &mut files)?;
     files.sort();
     let mut tree = blake3::Hasher::new();
     let mut total = 0u64;
     for rel in files {
+        if total > limit {
+            break;
+        }
         let full = path.join(&rel);
-        let size = std::fs::metadata(&full).with_context(|| format!("reading {}", full.display()))?.len();
-        total += size;
+        let size = std::fs::symlink_metadata(&full).with_context(|| format!("reading {}", full.display()))?.len();
+        total = total.saturating_add(size);
         let name = rel.to_string_lossy();
         tree.update(&(name.len() as u64).to_le_bytes());
         tree.update(name.as_bytes());
         tree.update(&size.to_le_bytes());
-        tree.update(hash_file(&full)?.as_bytes());
+        tree.update(hash_file(&full, limit.saturating_add(1))?.as_bytes());
     }
     Ok((total, tree.finalize().to_hex().to_string()))
 }
 
-fn hash_file(path: &Path) -> anyhow::Result<String> {
+fn hash_file(path: &Path, max_bytes: u64) -> anyhow::Result<String> {
+    use std::io::Read;
     let mut hasher = blake3::Hasher::new();
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     hasher
-        .update_reader(std::io::BufReader::with_capacity(1 << 20, file))
+        .update_reader(std::io::BufReader::with_capacity(1 << 20, file).take(max_bytes))
         .with_context(|| format!("hashing {}", path.display()))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
+/// Regular files under `dir` (symbolic links and special files are skipped, not followed).
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let path = entry.path();
-        if entry.file_type()?.is_dir() {
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             collect_files(root, &path, out)?;
-        } else {
+        } else if kind.is_file() {
             out.push(path.strip_prefix(root).unwrap_or(&path).to_owned());
         }
     }
@@ -97,7 +112,7 @@ pub fn size_of(path: &Path) -> u64 {
     if collect_files(path, path, &mut files).is_err() {
         return 0;
     }
-    files.iter().filter_map(|f| std::fs::metadata(path.join(f)).ok()).map(|m| m.len()).sum()
+    files.iter().filter_map(|f| std::fs::symlink_metadata(path.join(f)).ok()).map(|m| m.len()).sum()
 }
 
 /// Records inputs, hashing them when their total is at most [`MAX_HASHED_INPUT_BYTES`].
@@ -134,10 +149,25 @@ pub fn dataset_outputs(dir: &Path) -> anyhow::Result<Vec<FileRecord>> {
     Ok(out)
 }
 
+/// Run records are small (a dataset's record lists its shards and parts): anything larger is
+/// refused rather than read.
+const MAX_RECORD_BYTES: u64 = 256 << 20;
+
 /// Reads a run record.
 pub fn read(path: &Path) -> anyhow::Result<Value> {
+    use std::io::Read;
     let file = if path.is_dir() { path.join("run.json") } else { path.to_owned() };
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let meta = std::fs::symlink_metadata(&file).with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(meta.is_file(), "{} is not a regular file", file.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(&file)
+        .and_then(|f| f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", file.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_RECORD_BYTES,
+        "{}: larger than {MAX_RECORD_BYTES} bytes: not a run record",
+        file.display()
+    );
     let value: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not a run record", file.display()))?;
     anyhow::ensure!(

@@ -16,8 +16,8 @@
 //! sparse arrays are skipped (listed by name, without data): the test-set files hold none.
 //!
 //! Hostile input: every length and count is checked against the bytes present before use (so
-//! allocation is bounded by the input), decompression is capped at [`MAX_DECOMPRESSED_BYTES`]
-//! per element, `miCOMPRESSED` may not nest, and every failure is a [`MatError`] with the byte
+//! allocation is bounded by the input), decompressed bytes and values widened to
+//! f64 share one budget of [`MAX_DECOMPRESSED_BYTES`] per file, `miCOMPRESSED` may not nest, and every failure is a [`MatError`] with the byte
 //! offset (in the file, or in the decompressed stream of the element that starts at a given
 //! file offset).
 
@@ -134,7 +134,11 @@ pub fn parse_mat(bytes: &[u8]) -> Result<MatFile, MatError> {
         return Err(MatError::new(124, format!("version 0x{version:04x}, not 0x0100{hint}")));
     }
     let mut arrays = Vec::new();
-    parse_elements(&bytes[HEADER_BYTES..], HEADER_BYTES as u64, endian, None, &mut arrays)?;
+    // One budget for the whole file, for decompressed bytes and widened values together: a
+    // file of many near-cap compressed elements, or of int8 data widened 8x to f64, stays
+    // within it.
+    let mut budget = MAX_DECOMPRESSED_BYTES;
+    parse_elements(&bytes[HEADER_BYTES..], HEADER_BYTES as u64, endian, None, &mut arrays, &mut budget)?;
     Ok(MatFile { endian, text, arrays })
 }
 
@@ -235,13 +239,14 @@ fn parse_elements(
     endian: Endian,
     inside: InCompressed,
     arrays: &mut Vec<MatArray>,
+    budget: &mut u64,
 ) -> Result<(), MatError> {
     let mut at = 0;
     while at < buffer.len() {
         let element = element(buffer, at, base, endian, inside)?;
         match element.data_type {
             MI_MATRIX => {
-                if let Some(array) = parse_matrix(&element, buffer, base, endian, inside)? {
+                if let Some(array) = parse_matrix(&element, buffer, base, endian, inside, budget)? {
                     arrays.push(array);
                 }
             }
@@ -250,8 +255,9 @@ fn parse_elements(
                 if inside.is_some() {
                     return Err(error_at(base, at, inside, "miCOMPRESSED element nested in another"));
                 }
-                let inflated = inflate(element.data, element_offset)?;
-                parse_elements(&inflated, 0, endian, Some(element_offset), arrays)?;
+                let inflated = inflate(element.data, element_offset, *budget)?;
+                *budget -= inflated.len() as u64;
+                parse_elements(&inflated, 0, endian, Some(element_offset), arrays, budget)?;
             }
             // Other top-level elements (e.g. a subsystem blob) hold no arrays we need.
             _ => {}
@@ -262,16 +268,16 @@ fn parse_elements(
 }
 
 /// Inflates the zlib stream of the `miCOMPRESSED` element at `offset`, capped.
-fn inflate(data: &[u8], offset: u64) -> Result<Vec<u8>, MatError> {
+fn inflate(data: &[u8], offset: u64, budget: u64) -> Result<Vec<u8>, MatError> {
     let mut inflated = Vec::new();
-    let read = ZlibDecoder::new(data).take(MAX_DECOMPRESSED_BYTES + 1).read_to_end(&mut inflated);
+    let read = ZlibDecoder::new(data).take(budget.min(MAX_DECOMPRESSED_BYTES) + 1).read_to_end(&mut inflated);
     if let Err(error) = read {
         return Err(MatError::new(offset, format!("compressed element: zlib stream is damaged: {error}")));
     }
-    if inflated.len() as u64 > MAX_DECOMPRESSED_BYTES {
+    if inflated.len() as u64 > budget.min(MAX_DECOMPRESSED_BYTES) {
         return Err(MatError::new(
             offset,
-            format!("compressed element inflates to more than {MAX_DECOMPRESSED_BYTES} bytes"),
+            format!("compressed data inflates to more than {MAX_DECOMPRESSED_BYTES} bytes (the file's budget)"),
         ));
     }
     Ok(inflated)
@@ -284,6 +290,7 @@ fn parse_matrix(
     base: u64,
     endian: Endian,
     inside: InCompressed,
+    budget: &mut u64,
 ) -> Result<Option<MatArray>, MatError> {
     if matrix.data.is_empty() {
         // An empty miMATRIX (nbytes 0) is valid: MATLAB writes it for empty cell contents.
@@ -348,7 +355,7 @@ fn parse_matrix(
         return Err(error_at(base, dims_element.start, inside, format!("dimensions {dims:?} overflow")));
     };
     let real = next("real part", &mut at)?;
-    let values = numbers(&real, base, endian, inside)?;
+    let values = numbers(&real, base, endian, inside, budget)?;
     if values.len() as u64 != expected {
         return Err(error_at(
             base,
@@ -363,7 +370,7 @@ fn parse_matrix(
     if flag_word & FLAG_COMPLEX != 0 {
         // The imaginary part follows; it must be there, but only the real part is kept.
         let imaginary = next("imaginary part", &mut at)?;
-        numbers(&imaginary, base, endian, inside)?;
+        numbers(&imaginary, base, endian, inside, budget)?;
     }
     Ok(Some(MatArray { name, class, dims, values: Some(values) }))
 }
@@ -386,7 +393,13 @@ fn sub_element<'a>(
 }
 
 /// The numbers of a numeric element, widened to f64.
-fn numbers(element: &Element<'_>, base: u64, endian: Endian, inside: InCompressed) -> Result<Vec<f64>, MatError> {
+fn numbers(
+    element: &Element<'_>,
+    base: u64,
+    endian: Endian,
+    inside: InCompressed,
+    budget: &mut u64,
+) -> Result<Vec<f64>, MatError> {
     let width = match element.data_type {
         MI_INT8 | MI_UINT8 => 1,
         MI_INT16 | MI_UINT16 => 2,
@@ -404,6 +417,17 @@ fn numbers(element: &Element<'_>, base: u64, endian: Endian, inside: InCompresse
             format!("{} bytes of type {} is not a whole number of values", element.data.len(), element.data_type),
         ));
     }
+    // Widened to f64: 8 bytes per value, charged to the file's budget before allocating.
+    let widened = (element.data.len() / width) as u64 * 8;
+    if widened > *budget {
+        return Err(error_at(
+            base,
+            element.start,
+            inside,
+            format!("{widened} bytes of values exceed the file's budget of {MAX_DECOMPRESSED_BYTES} bytes"),
+        ));
+    }
+    *budget -= widened;
     let eight = |chunk: &[u8]| {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(chunk);

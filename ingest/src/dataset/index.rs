@@ -102,7 +102,7 @@ impl DatasetIndex {
             }
             let rows_before = index.labels.len();
             let part_id = u32::try_from(part_number).map_err(|_| Error::Config("too many parts".into()))?;
-            index.add_part(&path, part_id)?;
+            super::guard_decode(&path, || index.add_part(&path, part_id))?;
             let rows = (index.labels.len() - rows_before) as u64;
             if rows != part.rows {
                 return Err(bad(format!("{rows} rows in the file but the manifest records {}", part.rows)));
@@ -114,7 +114,7 @@ impl DatasetIndex {
 
     fn add_part(&mut self, path: &Path, part: u32) -> Result<()> {
         let parquet_error = |source| Error::Parquet { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let file = super::open_part(path)?;
         let metadata = ParquetMetaDataReader::new()
             .with_offset_index_policy(PageIndexPolicy::Required)
             .parse_and_finish(&file)
@@ -350,11 +350,7 @@ impl DatasetIndex {
 
     /// The part files, opened for [`DatasetIndex::read_image`].
     pub fn open_parts(&self) -> Result<PartFiles> {
-        let files = self
-            .part_paths
-            .iter()
-            .map(|p| File::open(p).map_err(|source| Error::Read { path: p.clone(), source }))
-            .collect::<Result<_>>()?;
+        let files = self.part_paths.iter().map(|p| super::open_part(p)).collect::<Result<_>>()?;
         Ok(PartFiles { files })
     }
 

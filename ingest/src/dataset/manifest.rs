@@ -113,6 +113,19 @@ impl Manifest {
                 reason: format!("format_version {} (this bitkit reads {FORMAT_VERSION})", manifest.format_version),
             });
         }
+        // Parts live in the dataset directory: a name with a directory, `..` or an absolute
+        // path would make readers open files elsewhere.
+        for part in &manifest.parts {
+            let mut components = Path::new(&part.file).components();
+            let plain =
+                matches!(components.next(), Some(std::path::Component::Normal(_))) && components.next().is_none();
+            if !plain || part.file.ends_with('/') {
+                return Err(Error::BadManifest {
+                    path,
+                    reason: format!("part {:?} is not a plain file name in the dataset directory", part.file),
+                });
+            }
+        }
         Ok(manifest)
     }
 

@@ -31,3 +31,32 @@ pub use writer::{PartWriter, WriterSettings};
 pub fn part_file_name(n: usize) -> String {
     format!("part-{n:05}.parquet")
 }
+
+/// Opens a part file for reading, refusing anything that is not a regular file (a FIFO named
+/// as a part would block `open` forever).
+pub(crate) fn open_part(path: &std::path::Path) -> crate::Result<std::fs::File> {
+    let meta = std::fs::metadata(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })?;
+    if !meta.is_file() {
+        return Err(crate::Error::BadManifest {
+            path: path.to_path_buf(),
+            reason: "a part must be a regular file".into(),
+        });
+    }
+    std::fs::File::open(path).map_err(|source| crate::Error::Read { path: path.to_path_buf(), source })
+}
+
+/// Runs Parquet/Arrow decoding that may panic on damaged bytes (arrow-rs asserts on some
+/// corrupt metadata and pages) and turns a panic into [`crate::Error::CorruptPart`].
+pub(crate) fn guard_decode<T>(path: &std::path::Path, f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the decoder panicked".into());
+            Err(crate::Error::CorruptPart { path: path.to_path_buf(), reason })
+        }
+    }
+}
