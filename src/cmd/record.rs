@@ -243,11 +243,9 @@ impl RunRecord {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let tmp = self.path.with_extension("json.tmp");
         let mut bytes = serde_json::to_vec_pretty(&self.value)?;
         bytes.push(b'\n');
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))
+        Ok(bitkit_ingest::dataset::manifest::write_atomic(&self.path, &bytes)?)
     }
 }
 

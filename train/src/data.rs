@@ -35,13 +35,13 @@ pub struct DeviceFeeder {
     pub device: Device,
     pub channels_last: bool,
     pub precision: Precision,
-    pinned: Vec<Tensor>,
+    pinned: [Option<Tensor>; 2],
     turn: usize,
 }
 
 impl DeviceFeeder {
     pub fn new(device: Device, channels_last: bool, precision: Precision) -> DeviceFeeder {
-        DeviceFeeder { device, channels_last, precision, pinned: Vec::new(), turn: 0 }
+        DeviceFeeder { device, channels_last, precision, pinned: [None, None], turn: 0 }
     }
 
     /// The batch's images as NCHW float (or bf16) on the device, MixUp applied.
@@ -80,22 +80,16 @@ impl DeviceFeeder {
         }
     }
 
+    /// The next of the two pinned buffers, (re)allocated when too small for this batch.
     fn pinned_buffer(&mut self, n: i64, crop: i64) -> Tensor {
-        let want = [n, crop, crop, 3];
         self.turn = (self.turn + 1) % 2;
-        if self.pinned.len() < 2
-            || self.pinned[self.turn].size()[0] < n
-            || self.pinned[self.turn].size()[1..] != want[1..]
-        {
-            let t = Tensor::empty(want, (Kind::Uint8, Device::Cpu)).pin_memory(self.device);
-            if self.pinned.len() < 2 {
-                self.pinned.push(t);
-            } else {
-                self.pinned[self.turn] = t;
-            }
-            self.turn = self.pinned.len() - 1;
+        let want = [n, crop, crop, 3];
+        let slot = &mut self.pinned[self.turn];
+        let fits = slot.as_ref().is_some_and(|t| t.size()[0] >= n && t.size()[1..] == want[1..]);
+        if !fits {
+            *slot = Some(Tensor::empty(want, (Kind::Uint8, Device::Cpu)).pin_memory(self.device));
         }
-        self.pinned[self.turn].shallow_clone()
+        slot.as_ref().map_or_else(|| Tensor::empty(want, (Kind::Uint8, Device::Cpu)), Tensor::shallow_clone)
     }
 
     /// Primary labels on the device.

@@ -22,6 +22,8 @@ pub enum TrainError {
     Config(String),
     #[error(transparent)]
     Loader(#[from] bitkit_loader::LoaderError),
+    #[error(transparent)]
+    Ingest(#[from] bitkit_ingest::Error),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("interrupted")]

@@ -122,12 +122,9 @@ fn append(file: &mut std::fs::File, path: &Path, line: &str) -> Result<(), Train
     file.flush().map_err(|e| TrainError::io(path, e))
 }
 
+/// Temporary name, fsync, rename: ingest's writer, shared by every file a run writes.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    Ok(bitkit_ingest::dataset::manifest::write_atomic(path, bytes)?)
 }
 
 pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<(), TrainError> {

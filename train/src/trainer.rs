@@ -580,10 +580,8 @@ impl Trainer {
                 self.eval_into(&mut feeder, step, &mut history, &mut metrics_file, &metrics_path)?;
             }
             if step.is_multiple_of(checkpoint_every) {
-                last_checkpoint = Some(self.checkpoint(step, split, &config_hash, &sgd)?);
-                let weights = self.model.weight_hash().to_hex().to_string();
-                let record = crate::metrics::Record::Checkpoint(crate::metrics::CheckpointRecord { step, weights });
-                history.push(&mut metrics_file, &metrics_path, record)?;
+                let saved = self.checkpoint(step, split, &config_hash, &sgd, &mut history, &mut metrics_file)?;
+                last_checkpoint = Some(saved);
                 crate::metrics::write_plots(&out, &history)?;
             }
         }
@@ -593,10 +591,8 @@ impl Trainer {
         if last_checkpoint.as_ref().is_none_or(|p: &PathBuf| !p.ends_with(format!("step-{step:07}")))
             && step > start_step
         {
-            last_checkpoint = Some(self.checkpoint(step, split, &config_hash, &sgd)?);
-            let weights = self.model.weight_hash().to_hex().to_string();
-            let record = crate::metrics::Record::Checkpoint(crate::metrics::CheckpointRecord { step, weights });
-            history.push(&mut metrics_file, &metrics_path, record)?;
+            let saved = self.checkpoint(step, split, &config_hash, &sgd, &mut history, &mut metrics_file)?;
+            last_checkpoint = Some(saved);
         }
         let mut model_path = None;
         let mut eval = None;
@@ -634,18 +630,30 @@ impl Trainer {
         })
     }
 
-    fn checkpoint(&self, step: u64, split: u64, config_hash: &str, sgd: &Sgd) -> Result<PathBuf, TrainError> {
+    /// Saves a checkpoint, prunes old ones and records its weight hash in `metrics.jsonl`.
+    fn checkpoint(
+        &self,
+        step: u64,
+        split: u64,
+        config_hash: &str,
+        sgd: &Sgd,
+        history: &mut crate::metrics::History,
+        metrics_file: &mut std::fs::File,
+    ) -> Result<PathBuf, TrainError> {
+        let weights = self.model.weight_hash().to_hex().to_string();
         let state = CheckpointState {
             step,
             loader_step: step * split,
             variant: self.config.variant.clone(),
             classes: self.config.classes,
-            weights: self.model.weight_hash().to_hex().to_string(),
+            weights: weights.clone(),
             config_hash: config_hash.to_owned(),
             seed: self.args.seed,
         };
         let dir = checkpoint::save(&self.args.out, &state, &self.model.named_parameters(), &sgd.buffers())?;
         checkpoint::prune(&self.args.out, self.args.keep_checkpoints)?;
+        let record = crate::metrics::Record::Checkpoint(crate::metrics::CheckpointRecord { step, weights });
+        history.push(metrics_file, &self.args.out.join("metrics.jsonl"), record)?;
         Ok(dir)
     }
 
