@@ -17,7 +17,7 @@ Built from real photographs (the wallpaper photos ../shared/bench/make_corpus.py
 transformation (candidate found = the right test image within the search radius; verified =
 verdict `duplicate`) and the false-positive counts are printed.
 
-Usage: scripts/eval-dedup [--per-transform 100] [--distinct 3000] [--json] [-- extra dedup flags]
+Usage: scripts/eval-dedup [--per-transform 100] [--distinct 3000] [--upscale 2] [--json] [-- extra dedup flags]
 """
 import argparse, io, json, os, random, subprocess, sys, tempfile
 
@@ -87,9 +87,9 @@ def tiles(photos, long_side, side, min_std, rng):
     return out
 
 
-def transform(tile, name, rng):
+def transform(tile, name, rng, upscale=2):
     from PIL import Image, ImageEnhance, ImageOps
-    big = tile.resize((tile.size[0] * 2, tile.size[1] * 2), Image.BICUBIC)
+    big = tile.resize((tile.size[0] * upscale, tile.size[1] * upscale), Image.BICUBIC)
     w, h = big.size
     quality = 90
     if name == "same_framing":
@@ -131,6 +131,9 @@ def main():
     ap.add_argument("--per-transform", type=int, default=100)
     ap.add_argument("--distinct", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--upscale", type=int, default=2,
+                    help="upstream copies are the 128 px tile upscaled this many times (2: 256 px, 3: 384 px, "
+                         "about an ImageNet photo's shorter side)")
     ap.add_argument("--bitkit", default=os.path.join(ROOT, "target", "release", "bitkit"))
     ap.add_argument("--keep", help="keep the generated data and outputs in this directory")
     ap.add_argument("--json", action="store_true")
@@ -162,10 +165,10 @@ def main():
         for j in chosen[k * a.per_transform:(k + 1) * a.per_transform]:
             key = f"{name}_{j:05d}"
             with open(os.path.join(up, key + ".jpg"), "wb") as f:
-                f.write(transform(test_tiles[j], name, rng))
+                f.write(transform(test_tiles[j], name, rng, a.upscale))
             planted[key] = (name, j)
     for i, tile in enumerate(distinct_tiles):
-        big = tile.resize((tile.size[0] * 2, tile.size[1] * 2), Image.BICUBIC)
+        big = tile.resize((tile.size[0] * a.upscale, tile.size[1] * a.upscale), Image.BICUBIC)
         big.save(os.path.join(up, f"distinct_{i:05d}.jpg"), "JPEG", quality=90)
     ds = os.path.join(work, "upstream-ds")
     if not os.path.isfile(os.path.join(ds, "dataset.json")):

@@ -7,7 +7,7 @@
 //! hashed.
 //!
 //! Cache file (`pdq-hashes.bin` in the dataset directory by default), little-endian:
-//! `b"BKPDQv2\n"`, then records until the end: content hash (32 bytes), status (0 ok, 1 failed),
+//! `b"BKPDQv3\n"`, then records until the end: content hash (32 bytes), status (0 ok, 1 failed),
 //! then for ok: 6 x (hash 32 bytes + quality 1 byte) in the order of [`SLOTS`]; for failed: reason length (u16) + UTF-8 reason. Written to a
 //! temporary name and renamed; a damaged file is an error naming the byte offset, never a
 //! silently shorter cache.
@@ -22,18 +22,31 @@ use bitkit_ingest::dataset::DatasetIndex;
 use bitkit_ingest::image::{Decoder, RegionRequest, RgbImage};
 use rayon::prelude::*;
 
-use crate::pdq::{pdq, Pdq, PdqHash};
-use crate::views::{area_downsample, center_square, trim_borders, Channel, View, CIFAR_SIDE};
+use crate::pdq::{luma, with_hasher, Pdq, PdqHash};
+use crate::views::{area_downsample_rect, view_rect, Channel, View, CIFAR_SIDE};
 use crate::DedupError;
 
-const MAGIC: &[u8; 8] = b"BKPDQv2\n";
+/// Bumped whenever the hashes of the same bytes change (decode scale, views, resampling): a
+/// cache of another version is stale, not damaged, and is rebuilt.
+const MAGIC: &[u8; 8] = b"BKPDQv3\n";
+const MAGIC_FAMILY: &[u8; 6] = b"BKPDQv";
 
 /// The file name of the cache inside a dataset directory.
 pub const CACHE_FILE: &str = "pdq-hashes.bin";
 
-/// Decoded images are scaled (DCT) so the shorter side stays at least this long: PDQ works on
-/// 64x64, and the centre view and border trimming need some room above that.
-pub const DECODE_MIN_SIDE: u32 = 128;
+/// Images are decoded for hashing at the smallest fast DCT scale (1/8, 1/4, 1/2, 1) that keeps
+/// the shorter side at least this long: PDQ samples a 64x64 grid and the CIFAR channel 32x32,
+/// so an ImageNet-sized 500x375 JPEG decodes at 1/4 (125x94). Entropy decoding costs the same
+/// at any scale, but everything after it (IDCT, colour, luma, the views' filters) scales with
+/// the pixels: 1/4 instead of 1/2 (the old 128 px floor) took hashing from 840 to 1,100 images
+/// per second per core (`scripts/bench-dedup`).
+pub const DECODE_MIN_SIDE: u32 = 64;
+
+/// Candidates are verified on images decoded with the shorter side at least this long: border
+/// trimming and the aligned thumbnails need the precision (letterbox copies verified 0.88 of
+/// the time at the hashing scale, 0.99 at this one, in `scripts/eval-dedup --upscale 3`).
+/// Only candidate rows are decoded again, so the cost does not count.
+pub const VERIFY_MIN_SIDE: u32 = 128;
 
 /// The views and channels hashed for every upstream row, in record order.
 pub const SLOTS: [(Channel, View); 6] = [
@@ -70,18 +83,30 @@ pub fn hash_image_bytes(decoder: &mut Decoder, bytes: &[u8], max_pixels: u64, sc
     }
 }
 
-/// Whole image, upright, at the smallest fast DCT scale keeping the shorter side >= 128.
+/// Whole image, upright, at the hashing scale ([`DECODE_MIN_SIDE`]).
 pub fn decode_for_hashing(
     decoder: &mut Decoder,
     bytes: &[u8],
     max_pixels: u64,
     out: &mut RgbImage,
 ) -> Result<(), String> {
+    decode_scaled(decoder, bytes, max_pixels, DECODE_MIN_SIDE, out)
+}
+
+/// Whole image, upright, at the smallest fast DCT scale keeping the shorter side at least
+/// `min_side` (or whole, if it is shorter).
+pub fn decode_scaled(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    max_pixels: u64,
+    min_side: u32,
+    out: &mut RgbImage,
+) -> Result<(), String> {
     let info = bitkit_ingest::image::probe_image(bytes, max_pixels).map_err(|e| e.to_string())?;
     let (w, h) = info.oriented_size();
     let short = w.min(h).max(1);
-    // Both axes scale alike; ask for the size that keeps the shorter side at DECODE_MIN_SIDE.
-    let scale = f64::from(DECODE_MIN_SIDE.min(short)) / f64::from(short);
+    // Both axes scale alike; ask for the size that keeps the shorter side at `min_side`.
+    let scale = f64::from(min_side.min(short)) / f64::from(short);
     let request = RegionRequest {
         left: 0.0,
         top: 0.0,
@@ -99,17 +124,32 @@ pub fn decode_for_hashing(
     Ok(())
 }
 
-/// The slot hashes of decoded pixels, in [`SLOTS`] order. Each view is cut once and feeds
-/// both channels (border trimming is computed once for the trimmed views).
+/// The slot hashes of decoded pixels, in [`SLOTS`] order: the same as hashing
+/// [`canonical`](crate::views::canonical) of every slot, without cutting any view out. Luma
+/// is computed once for the whole image and each view hashed as a window of it; the CIFAR
+/// channel resamples each view's window straight from the pixels; a view whose rectangle
+/// equals an earlier one's (the common case: nothing to trim, so `full` is `raw`) reuses its
+/// hashes.
 pub fn hash_pixels(image: &RgbImage) -> [Pdq; 6] {
-    let trimmed = trim_borders(image);
-    let center = center_square(&trimmed);
-    let views = [&trimmed, &center, image];
-    let native = views.map(pdq);
-    let cifar = views.map(|v| pdq(&area_downsample(v, CIFAR_SIDE, CIFAR_SIDE)));
     debug_assert!(SLOTS[..3].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Native, v)));
     debug_assert!(SLOTS[3..].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Cifar32, v)));
-    [native[0], native[1], native[2], cifar[0], cifar[1], cifar[2]]
+    let rects = View::ALL.map(|v| view_rect(image, v));
+    let plane = luma(image);
+    let stride = image.width as usize;
+    with_hasher(|hasher| {
+        let mut out = [Pdq { hash: PdqHash::ZERO, quality: 0 }; 6];
+        for (i, rect) in rects.iter().enumerate() {
+            if let Some(same) = rects[..i].iter().position(|r| r == rect) {
+                out[i] = out[same];
+                out[3 + i] = out[3 + same];
+                continue;
+            }
+            let window = (rect.left as usize, rect.top as usize, rect.width as usize, rect.height as usize);
+            out[i] = hasher.hash_luma_window(&plane, stride, window);
+            out[3 + i] = hasher.hash(&area_downsample_rect(image, *rect, CIFAR_SIDE, CIFAR_SIDE));
+        }
+        out
+    })
 }
 
 /// Hashes of a dataset, by content hash.
@@ -153,6 +193,10 @@ impl HashCache {
             reason: format!("at byte {offset}: {reason}"),
         };
         if bytes.get(..8) != Some(MAGIC) {
+            if bytes.get(..6) == Some(MAGIC_FAMILY) && bytes.get(7) == Some(&b'\n') {
+                tracing::warn!("{}: PDQ hashes of another bitkit version, recomputing them", path.display());
+                return Ok(());
+            }
             return Err(bad(0, "not a bitkit PDQ hash file (bad magic)"));
         }
         let mut pos = 8;
@@ -278,10 +322,35 @@ mod tests {
 
     #[test]
     fn hash_pixels_equals_hashing_each_canonical_view() {
-        let image =
-            RgbImage { width: 90, height: 60, pixels: (0..90 * 60 * 3).map(|i| ((i * 7) % 251) as u8).collect() };
-        let expected = SLOTS.map(|(channel, view)| pdq(&crate::views::canonical(&image, view, channel)));
-        assert_eq!(hash_pixels(&image), expected);
+        use crate::pdq::{pdq, testimg::photo};
+        use crate::views::canonical;
+        // `photo` pasted on a bigger canvas of `colour` at (left, top).
+        let pad = |w: u32, h: u32, left: u32, top: u32, colour: u8| {
+            let inner = photo(w - 2 * left, h - 2 * top, 3);
+            let mut pixels = vec![colour; (w * h * 3) as usize];
+            for r in 0..inner.height {
+                let src = (r * inner.width * 3) as usize;
+                let dst = (((top + r) * w + left) * 3) as usize;
+                let n = (inner.width * 3) as usize;
+                pixels[dst..dst + n].copy_from_slice(&inner.pixels[src..src + n]);
+            }
+            RgbImage { width: w, height: h, pixels }
+        };
+        let images = [
+            RgbImage { width: 90, height: 60, pixels: (0..90 * 60 * 3).map(|i| ((i * 7) % 251) as u8).collect() },
+            photo(250, 188, 1),
+            photo(61, 97, 2),
+            photo(32, 32, 4),
+            photo(5, 9, 5),
+            pad(200, 160, 0, 20, 0),
+            pad(180, 180, 20, 0, 255),
+            pad(150, 150, 10, 15, 0),
+            RgbImage { width: 40, height: 40, pixels: vec![9; 100] },
+        ];
+        for image in &images {
+            let expected = SLOTS.map(|(channel, view)| pdq(&canonical(image, view, channel)));
+            assert_eq!(hash_pixels(image), expected, "{}x{}", image.width, image.height);
+        }
     }
 
     #[test]
@@ -306,5 +375,12 @@ mod tests {
         }
         let error = back.parse_into(Path::new("x"), b"garbage!").expect_err("bad magic").to_string();
         assert!(error.contains("bad magic"), "{error}");
+        // A cache of another version is stale, not damaged: nothing is read from it, so every
+        // row is hashed again and the file rewritten.
+        let mut stale = HashCache::default();
+        let mut old = bytes.clone();
+        old[..8].copy_from_slice(b"BKPDQv2\n");
+        stale.parse_into(Path::new("x"), &old).expect("an older version is not an error");
+        assert!(stale.by_content.is_empty());
     }
 }

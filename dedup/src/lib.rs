@@ -7,11 +7,12 @@
 //!   32x32 CIFAR channel) and the aligned grayscale thumbnails verification compares.
 //! - [`verify`]: pixel-level verification of a candidate pair (NCC and SSIM).
 //! - [`search`]: exact Hamming range search over the test-side index (multi-index hashing
-//!   and a flat scan).
+//!   and a flat scan; `blocked`: the cache-blocked, AVX-512 scan of many queries at once).
 //! - [`testsets`]: the registry of downstream test sets and readers of their official
 //!   downloads (CIFAR binaries, ILSVRC-2012 val tar, Oxford-IIIT Pet, Flowers-102 + MAT v5).
 //! - [`report`]: the HTML report with thumbnails.
 
+mod blocked;
 pub mod error;
 pub mod hashes;
 pub mod pairs;

@@ -612,6 +612,28 @@ impl PdqHasher {
         self.finish_dihedral(height, width)
     }
 
+    /// The identity hash of the `width x height` window at `(left, top)` of a row-major luma
+    /// plane `stride` values wide: the same as [`PdqHasher::hash_luma`] of the window cut out.
+    /// A window outside the plane gives quality 0 and a zero hash.
+    pub fn hash_luma_window(
+        &mut self,
+        luma: &[f32],
+        stride: usize,
+        (left, top, width, height): (usize, usize, usize, usize),
+    ) -> Pdq {
+        let fits = left.checked_add(width).is_some_and(|right| right <= stride)
+            && top.checked_add(height).and_then(|bottom| bottom.checked_mul(stride)).is_some_and(|n| n <= luma.len());
+        if !fits || width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE {
+            return Pdq { hash: PdqHash::ZERO, quality: 0 };
+        }
+        self.buf1.clear();
+        for r in top..top + height {
+            let start = r * stride + left;
+            self.buf1.extend_from_slice(&luma[start..start + width]);
+        }
+        self.finish(height, width)
+    }
+
     fn load_luma(&mut self, luma: &[f32], width: usize, height: usize) -> bool {
         if width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE || luma.len() != width.saturating_mul(height) {
             return false;
@@ -741,7 +763,7 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's hasher (or a fresh one if it is already borrowed).
-fn with_hasher<T>(f: impl FnOnce(&mut PdqHasher) -> T) -> T {
+pub(crate) fn with_hasher<T>(f: impl FnOnce(&mut PdqHasher) -> T) -> T {
     HASHER.with(|cell| match cell.try_borrow_mut() {
         Ok(mut hasher) => f(&mut hasher),
         Err(_) => f(&mut PdqHasher::new()),

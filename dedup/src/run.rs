@@ -23,7 +23,9 @@ use bitkit_ingest::dataset::{DatasetIndex, PartFiles};
 use bitkit_ingest::image::{Decoder, RgbImage};
 use rayon::prelude::*;
 
-use crate::hashes::{content_hashes, decode_for_hashing, hash_missing, HashCache, RowHashes, CACHE_FILE};
+use crate::hashes::{
+    content_hashes, decode_for_hashing, decode_scaled, hash_missing, HashCache, RowHashes, CACHE_FILE, VERIFY_MIN_SIDE,
+};
 use crate::pairs::{write_pairs, PairRow};
 use crate::pdq::{pdq_dihedral_exact, Dihedral};
 use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair};
@@ -120,12 +122,35 @@ pub struct DedupSummary {
     pub seconds: f64,
 }
 
+/// One indexed test-side code: one dihedral variant of one test image, in every view whose
+/// hash (and quality) it is. A square test image without borders (every CIFAR image, most
+/// others) has the same pixels, so the same hash, in all three views: one entry, not three.
 struct TestEntry {
     set: usize,
     image: usize,
-    view: View,
+    views: ViewSet,
     dihedral: Dihedral,
     quality: u8,
+}
+
+/// A set of [`View`]s, bit `i` for `View::ALL[i]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ViewSet(u8);
+
+impl ViewSet {
+    fn of(view: View) -> ViewSet {
+        ViewSet(1 << View::ALL.iter().position(|&v| v == view).unwrap_or(0))
+    }
+
+    fn with(self, view: View) -> ViewSet {
+        ViewSet(self.0 | ViewSet::of(view).0)
+    }
+
+    /// The views in both, in `View::ALL` order.
+    fn common(self, other: ViewSet) -> impl Iterator<Item = View> {
+        let both = self.0 & other.0;
+        View::ALL.into_iter().enumerate().filter(move |(i, _)| both >> i & 1 == 1).map(|(_, v)| v)
+    }
 }
 
 /// PNG thumbnails of a pair (upstream, test), when both decoded.
@@ -139,6 +164,7 @@ struct Candidate {
     row: usize,
     entry: usize,
     channel: Channel,
+    view: View,
     distance: u32,
     upstream_quality: u8,
 }
@@ -248,57 +274,76 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             // A quality-0 view (flat, or too small) hashes to all zeros: it would "match" every
             // other flat image at distance 0, so it is not indexed (DEDUP.md §8: never match on
             // unreliable hashes).
-            for (view, hashes, quality) in views.into_iter().filter(|v| v.2 > 0) {
-                for (dihedral, hash) in Dihedral::ALL.into_iter().zip(hashes) {
-                    entries[c].push(TestEntry { set: s, image: i, view, dihedral, quality });
-                    codes[c].push(hash.0);
+            let views: Vec<_> = views.into_iter().filter(|v| v.2 > 0).collect();
+            for (d, dihedral) in Dihedral::ALL.into_iter().enumerate() {
+                let first = entries[c].len();
+                for (view, hashes, quality) in &views {
+                    let same = (first..entries[c].len())
+                        .find(|&k| codes[c][k] == hashes[d].0 && entries[c][k].quality == *quality);
+                    match same {
+                        Some(k) => entries[c][k].views = entries[c][k].views.with(*view),
+                        None => {
+                            let views = ViewSet::of(*view);
+                            entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality });
+                            codes[c].push(hashes[d].0);
+                        }
+                    }
                 }
             }
         }
     }
-    // One index per (channel, view): a query only ever matches entries of its own view, so
-    // mixing the views would scan 3x the codes for nothing.
-    let view_index = |c: usize, view: View| -> (HammingIndex, Vec<u32>) {
-        let ids: Vec<u32> = (0..entries[c].len()).filter(|&i| entries[c][i].view == view).map(|i| i as u32).collect();
-        let view_codes = ids.iter().map(|&i| codes[c][i as usize]).collect();
-        (HammingIndex::new(view_codes), ids)
-    };
-    let indexes: [[(HammingIndex, Vec<u32>); 3]; 2] =
-        [View::ALL.map(|v| view_index(0, v)), View::ALL.map(|v| view_index(1, v))];
-    drop(codes);
+    let indexes: [HammingIndex; 2] = codes.map(HammingIndex::new);
 
-    // 3. Search.
+    // 3. Search: per channel, the distinct (hash, quality) of each row's views are the
+    // queries, searched in batches (one cache-blocked scan of the index per batch); a hit is a
+    // candidate in every view the query and the entry share.
     let match_started = Instant::now();
-    let candidates: Vec<Candidate> = (0..rows)
-        .into_par_iter()
-        .map_init(Vec::new, |found, row| {
-            let mut out = Vec::new();
-            let Some(RowHashes::Ok(_)) = upstream.cache.by_content.get(&upstream.contents[row]) else { return out };
-            let hashes = &upstream.cache.by_content[&upstream.contents[row]];
-            for channel in [Channel::Native, Channel::Cifar32] {
-                let c = channel_slot(channel);
-                let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
-                for (v, view) in View::ALL.into_iter().enumerate() {
-                    let (index, ids) = &indexes[c][v];
-                    let Some(pdq) = hashes.get(channel, view).filter(|p| p.quality > 0 && !index.is_empty()) else {
-                        continue;
-                    };
-                    index.range(&pdq.hash.0, radius, found);
-                    for &(local, distance) in found.iter() {
-                        out.push(Candidate {
-                            row,
-                            entry: ids[local as usize] as usize,
-                            channel,
-                            distance,
-                            upstream_quality: pdq.quality,
-                        });
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for channel in [Channel::Native, Channel::Cifar32] {
+        let c = channel_slot(channel);
+        let index = &indexes[c];
+        if index.is_empty() {
+            continue;
+        }
+        let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
+        // (row, views, upstream quality) and the code, per query.
+        let mut queries: Vec<(usize, ViewSet, u8)> = Vec::new();
+        let mut query_codes: Vec<[u64; 4]> = Vec::new();
+        for row in 0..rows {
+            let Some(hashes @ RowHashes::Ok(_)) = upstream.cache.by_content.get(&upstream.contents[row]) else {
+                continue;
+            };
+            let first = queries.len();
+            for view in View::ALL {
+                let Some(pdq) = hashes.get(channel, view).filter(|p| p.quality > 0) else { continue };
+                match (first..queries.len()).find(|&k| query_codes[k] == pdq.hash.0 && queries[k].2 == pdq.quality) {
+                    Some(k) => queries[k].1 = queries[k].1.with(view),
+                    None => {
+                        queries.push((row, ViewSet::of(view), pdq.quality));
+                        query_codes.push(pdq.hash.0);
                     }
                 }
             }
-            out
-        })
-        .flatten()
-        .collect();
+        }
+        const BATCH: usize = 256;
+        let found: Vec<Candidate> = query_codes
+            .par_chunks(BATCH)
+            .zip(queries.par_chunks(BATCH))
+            .map_init(Vec::new, |hits, (codes, queries)| {
+                index.range_batch(codes, radius, hits);
+                let mut out = Vec::new();
+                for &(q, entry, distance) in hits.iter() {
+                    let (row, views, upstream_quality) = queries[q as usize];
+                    for view in views.common(entries[c][entry as usize].views) {
+                        out.push(Candidate { row, entry: entry as usize, channel, view, distance, upstream_quality });
+                    }
+                }
+                out
+            })
+            .flatten()
+            .collect();
+        candidates.extend(found);
+    }
     let match_seconds = match_started.elapsed().as_secs_f64();
 
     // 4. Verify, per (row, set, test image), closest first. Each upstream row is decoded once
@@ -313,7 +358,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     }
     let rows_to_verify: Vec<(usize, TestGroups)> = groups.into_iter().collect();
     let parts = upstream.index.open_parts()?;
-    type Judged<'a> = (PairRow, Option<RgbImage>, Option<&'a RgbImage>, usize);
+    type Judged = (PairRow, Option<RgbImage>, Option<RgbImage>, usize);
     let judged: Vec<Judged> = rows_to_verify
         .par_iter()
         .map_init(Decoder::new, |decoder, (row, tests)| {
@@ -322,12 +367,18 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
             let mut out = Vec::with_capacity(tests.len());
             for (&(set, image), group) in tests {
                 let mut group = group.clone();
-                group.sort_by_key(|c| (c.distance, c.entry));
-                let test = decoded_tests[set][image].as_ref();
+                // Closest first; ties in view order, then dihedral order.
+                group.sort_by_key(|c| {
+                    let e = &entries[channel_slot(c.channel)][c.entry];
+                    (c.distance, ViewSet::of(c.view).0, e.dihedral.index(), c.entry)
+                });
+                let test = decoder.as_mut().ok().and_then(|d| {
+                    verification_image(d, &sets[set], image, decoded_tests[set][image].as_ref(), config.max_pixels)
+                });
                 let judge = |candidate: &&Candidate| {
                     let e = &entries[channel_slot(candidate.channel)][candidate.entry];
-                    let v = match (upstream_image.as_ref(), test) {
-                        (Some(u), Some(t)) => verify(u, t, e.view, candidate.channel, e.dihedral),
+                    let v = match (upstream_image.as_ref(), test.as_ref()) {
+                        (Some(u), Some(t)) => verify(u, t, candidate.view, candidate.channel, e.dihedral),
                         _ => Verification { ncc: 0.0, ssim: 0.0 },
                     };
                     // SSIM alone is trusted only on textured images: two near-flat thumbnails
@@ -341,7 +392,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                         test_set: sets[set].name.clone(),
                         test_index: sets[set].images[image].index as i64,
                         test_name: sets[set].images[image].name.clone(),
-                        view: e.view.as_str().to_string(),
+                        view: candidate.view.as_str().to_string(),
                         flip: e.dihedral.as_str().to_string(),
                         distance: candidate.distance as i32,
                         upstream_quality: i32::from(candidate.upstream_quality),
@@ -360,6 +411,8 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 } else {
                     pairs.find(|p| p.verdict == DUPLICATE).unwrap_or(closest)
                 };
+                // Keep the test image only where the report surely shows it.
+                let test = if pair.verdict == DUPLICATE { test } else { None };
                 out.push((pair, test, set));
             }
             (upstream_image, out)
@@ -388,6 +441,14 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 Some(image) => Some(image),
                 None if shown => thumb_decoder.as_mut().and_then(|d| {
                     decode_row(d, &upstream.index, &parts, pair.upstream_row as usize, config.max_pixels)
+                }),
+                None => None,
+            };
+            let test = match test {
+                Some(image) => Some(image),
+                None if shown => thumb_decoder.as_mut().and_then(|d| {
+                    let image = sets[set].images.iter().position(|t| t.index as i64 == pair.test_index)?;
+                    verification_image(d, &sets[set], image, decoded_tests[set][image].as_ref(), config.max_pixels)
                 }),
                 None => None,
             };
@@ -525,6 +586,26 @@ fn channel_slot(channel: Channel) -> usize {
     }
 }
 
+/// Test image `image` of `set` at the verification scale: as stored for raw pixels (CIFAR),
+/// decoded again at [`VERIFY_MIN_SIDE`] for encoded ones. `None` if it failed to decode for
+/// hashing (`decoded` is `None`) or now.
+fn verification_image(
+    decoder: &mut Decoder,
+    set: &TestSet,
+    image: usize,
+    decoded: Option<&RgbImage>,
+    max_pixels: u64,
+) -> Option<RgbImage> {
+    let decoded = decoded?;
+    match &set.images.get(image)?.image {
+        TestPixels::Rgb(_) => Some(decoded.clone()),
+        TestPixels::Encoded(bytes) => {
+            let mut out = RgbImage::default();
+            decode_scaled(decoder, bytes, max_pixels, VERIFY_MIN_SIDE, &mut out).ok().map(|()| out)
+        }
+    }
+}
+
 fn decode_row(
     decoder: &mut Decoder,
     index: &DatasetIndex,
@@ -535,7 +616,7 @@ fn decode_row(
     let mut bytes = Vec::new();
     index.read_image(parts, row, &mut bytes).ok()?;
     let mut out = RgbImage::default();
-    decode_for_hashing(decoder, &bytes, max_pixels, &mut out).ok()?;
+    decode_scaled(decoder, &bytes, max_pixels, VERIFY_MIN_SIDE, &mut out).ok()?;
     Some(out)
 }
 

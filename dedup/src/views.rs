@@ -153,22 +153,68 @@ fn axis_trim(len: usize, start: usize, end: usize) -> (usize, usize) {
     }
 }
 
-/// Crops `image` to `width x height` at `(left, top)`; the caller keeps it inside.
-fn crop(image: &RgbImage, left: usize, top: usize, width: usize, height: usize) -> RgbImage {
-    let full = image.width as usize;
-    let mut pixels = Vec::with_capacity(width * height * 3);
-    for r in top..top + height {
-        let start = (r * full + left) * 3;
-        pixels.extend_from_slice(&image.pixels[start..start + width * 3]);
-    }
-    RgbImage { width: width as u32, height: height as u32, pixels }
+/// A rectangle of pixels: `width x height` at `(left, top)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub left: u32,
+    pub top: u32,
+    pub width: u32,
+    pub height: u32,
 }
 
-/// The rectangle [`trim_borders`] keeps: `(left, top, width, height)`.
-pub fn trim_rect(image: &RgbImage) -> (u32, u32, u32, u32) {
+impl Rect {
+    /// The whole of `image`.
+    pub fn whole(image: &RgbImage) -> Rect {
+        Rect { left: 0, top: 0, width: image.width, height: image.height }
+    }
+
+    /// Whether the rectangle lies within `image`.
+    pub fn inside(self, image: &RgbImage) -> bool {
+        let right = u64::from(self.left) + u64::from(self.width);
+        let bottom = u64::from(self.top) + u64::from(self.height);
+        right <= u64::from(image.width) && bottom <= u64::from(image.height)
+    }
+
+    /// The centre square (side = the shorter side; odd leftovers go right / down).
+    pub fn center_square(self) -> Rect {
+        let side = self.width.min(self.height);
+        Rect {
+            left: self.left + (self.width - side) / 2,
+            top: self.top + (self.height - side) / 2,
+            width: side,
+            height: side,
+        }
+    }
+
+    /// This rectangle of a plane `stride` pixels wide with `channels` samples per pixel.
+    fn window<T>(self, data: &[T], stride: usize, channels: usize) -> Window<'_, T> {
+        Window {
+            data,
+            stride,
+            channels,
+            left: self.left as usize,
+            top: self.top as usize,
+            width: self.width as usize,
+            height: self.height as usize,
+        }
+    }
+}
+
+/// The `rect` of `image`; the caller keeps it inside.
+fn cut(image: &RgbImage, rect: Rect) -> RgbImage {
+    let window = rect.window(&image.pixels, image.width as usize, 3);
+    let mut pixels = Vec::with_capacity(window.width * window.height * 3);
+    for r in 0..window.height {
+        pixels.extend_from_slice(window.row(r));
+    }
+    RgbImage { width: rect.width, height: rect.height, pixels }
+}
+
+/// The rectangle [`trim_borders`] keeps.
+pub fn trim_rect(image: &RgbImage) -> Rect {
     let (w, h) = (image.width as usize, image.height as usize);
     if !well_formed(image) {
-        return (0, 0, image.width, image.height);
+        return Rect::whole(image);
     }
     let px = Pixels { data: &image.pixels, width: w };
     // Rows first (letterbox), over the full width.
@@ -180,7 +226,7 @@ pub fn trim_rect(image: &RgbImage) -> (u32, u32, u32, u32) {
     let left = uniform_lines(w, |k| (r0..r1).map(move |r| px.at(r, k)));
     let right = uniform_lines(w, |k| (r0..r1).map(move |r| px.at(r, w - 1 - k)));
     let (left, right) = axis_trim(w, left, right);
-    (left as u32, top as u32, (w - left - right) as u32, (h - top - bottom) as u32)
+    Rect { left: left as u32, top: top as u32, width: (w - left - right) as u32, height: (h - top - bottom) as u32 }
 }
 
 /// Removes uniform borders (letterbox, pillarbox, padding).
@@ -191,21 +237,28 @@ pub fn trim_rect(image: &RgbImage) -> (u32, u32, u32, u32) {
 /// is left alone if trimming it would keep less than half its length. A malformed image is
 /// returned as is.
 pub fn trim_borders(image: &RgbImage) -> RgbImage {
-    let (left, top, width, height) = trim_rect(image);
-    if width == image.width && height == image.height {
+    let rect = trim_rect(image);
+    if rect == Rect::whole(image) {
         return image.clone();
     }
-    crop(image, left as usize, top as usize, width as usize, height as usize)
+    cut(image, rect)
 }
 
 /// The centre square of `image` (side = the shorter side; odd leftovers go right / down).
 pub fn center_square(image: &RgbImage) -> RgbImage {
-    let (w, h) = (image.width as usize, image.height as usize);
-    if w == h || !well_formed(image) {
+    if image.width == image.height || !well_formed(image) {
         return image.clone();
     }
-    let side = w.min(h);
-    crop(image, (w - side) / 2, (h - side) / 2, side, side)
+    cut(image, Rect::whole(image).center_square())
+}
+
+/// The rectangle of `image` that [`view`] cuts out.
+pub fn view_rect(image: &RgbImage, view: View) -> Rect {
+    match view {
+        View::Full => trim_rect(image),
+        View::Center => trim_rect(image).center_square(),
+        View::Raw => Rect::whole(image),
+    }
 }
 
 /// The view of `image`: [`View::Full`] is the trimmed image, [`View::Center`] the centre
@@ -243,35 +296,56 @@ fn area_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-/// Area-resamples a row-major `width x height` image of `channels` interleaved f32 channels
-/// to `out_w x out_h` (separable: along rows, then along columns). Sides must be >= 1 and
-/// `data` well formed (callers check).
-fn area_resize_f32(data: &[f32], width: usize, height: usize, channels: usize, out_w: usize, out_h: usize) -> Vec<f32> {
-    let xs = area_weights(width, out_w);
-    let ys = area_weights(height, out_h);
-    // Along rows: height x out_w.
-    let mut tmp = vec![0f32; height * out_w * channels];
-    for r in 0..height {
-        let row = &data[r * width * channels..(r + 1) * width * channels];
-        let out = &mut tmp[r * out_w * channels..(r + 1) * out_w * channels];
-        for (o, (first, weights)) in xs.iter().enumerate() {
-            for (k, &wt) in weights.iter().enumerate() {
-                let src = &row[(first + k) * channels..(first + k + 1) * channels];
-                for (acc, v) in out[o * channels..(o + 1) * channels].iter_mut().zip(src) {
-                    *acc += wt * v;
-                }
+/// A window of a row-major image plane with `channels` interleaved samples per pixel: the
+/// `width x height` pixels at `(left, top)` of a plane `stride` pixels wide.
+#[derive(Clone, Copy)]
+struct Window<'a, T> {
+    data: &'a [T],
+    stride: usize,
+    channels: usize,
+    left: usize,
+    top: usize,
+    width: usize,
+    height: usize,
+}
+
+impl<T> Window<'_, T> {
+    /// Row `r` of the window (`width * channels` samples).
+    #[inline]
+    fn row(&self, r: usize) -> &[T] {
+        let start = ((self.top + r) * self.stride + self.left) * self.channels;
+        &self.data[start..start + self.width * self.channels]
+    }
+}
+
+/// Area-resamples a window of `channels` interleaved samples to `out_w x out_h` (separable:
+/// along columns first, a whole row of samples at a time so the loop vectorises, then along
+/// rows on the few output rows). Sides must be >= 1 and the window inside the plane (callers
+/// check).
+fn area_resize<T: Copy + Into<f32>>(window: Window<'_, T>, out_w: usize, out_h: usize) -> Vec<f32> {
+    let channels = window.channels;
+    let xs = area_weights(window.width, out_w);
+    let ys = area_weights(window.height, out_h);
+    // Along columns: out_h x width.
+    let stride = window.width * channels;
+    let mut tmp = vec![0f32; out_h * stride];
+    for (o, (first, weights)) in ys.iter().enumerate() {
+        let dst = &mut tmp[o * stride..(o + 1) * stride];
+        for (k, &wt) in weights.iter().enumerate() {
+            for (acc, &v) in dst.iter_mut().zip(window.row(first + k)) {
+                *acc += wt * v.into();
             }
         }
     }
-    // Along columns: out_h x out_w.
-    let stride = out_w * channels;
-    let mut out = vec![0f32; out_h * stride];
-    for (o, (first, weights)) in ys.iter().enumerate() {
-        let dst = &mut out[o * stride..(o + 1) * stride];
-        for (k, &wt) in weights.iter().enumerate() {
-            let src = &tmp[(first + k) * stride..(first + k + 1) * stride];
-            for (acc, v) in dst.iter_mut().zip(src) {
-                *acc += wt * v;
+    // Along rows: out_h x out_w.
+    let mut out = vec![0f32; out_h * out_w * channels];
+    for (row, dst) in tmp.chunks_exact(stride).zip(out.chunks_exact_mut(out_w * channels)) {
+        for ((first, weights), acc) in xs.iter().zip(dst.chunks_exact_mut(channels)) {
+            for (k, &wt) in weights.iter().enumerate() {
+                let src = &row[(first + k) * channels..(first + k + 1) * channels];
+                for (a, v) in acc.iter_mut().zip(src) {
+                    *a += wt * v;
+                }
             }
         }
     }
@@ -283,15 +357,21 @@ fn area_resize_f32(data: &[f32], width: usize, height: usize, channels: usize, o
 /// exact copy. A zero target side, or a malformed or empty input, gives an empty image of the
 /// target size filled with black (there is nothing to average).
 pub fn area_downsample(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    if image.width == width && image.height == height {
-        return image.clone();
-    }
-    let (w, h, ow, oh) = (image.width as usize, image.height as usize, width as usize, height as usize);
-    if !well_formed(image) || ow == 0 || oh == 0 {
+    area_downsample_rect(image, Rect::whole(image), width, height)
+}
+
+/// [`area_downsample`] of the `rect` window of `image`, without cutting it out first: the
+/// same pixels as `area_downsample(&cut(image, rect), width, height)`. A rect outside the
+/// image is treated as a malformed input.
+pub fn area_downsample_rect(image: &RgbImage, rect: Rect, width: u32, height: u32) -> RgbImage {
+    let (ow, oh) = (width as usize, height as usize);
+    if !well_formed(image) || !rect.inside(image) || rect.width == 0 || rect.height == 0 || ow == 0 || oh == 0 {
         return RgbImage { width, height, pixels: vec![0; ow * oh * 3] };
     }
-    let data: Vec<f32> = image.pixels.iter().map(|&v| f32::from(v)).collect();
-    let out = area_resize_f32(&data, w, h, 3, ow, oh);
+    if rect.width == width && rect.height == height {
+        return cut(image, rect);
+    }
+    let out = area_resize(rect.window(&image.pixels, image.width as usize, 3), ow, oh);
     RgbImage { width, height, pixels: out.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect() }
 }
 
@@ -316,7 +396,7 @@ pub fn gray_thumb(image: &RgbImage, side: u32) -> Vec<f32> {
     if image.width == side && image.height == side {
         return gray;
     }
-    area_resize_f32(&gray, image.width as usize, image.height as usize, 1, s, s)
+    area_resize(Rect::whole(image).window(&gray, image.width as usize, 1), s, s)
 }
 
 #[cfg(test)]
@@ -345,11 +425,11 @@ mod tests {
         assert_eq!(trim_borders(&boxed), img);
         // Window-box, white, uneven.
         let windowed = pad(&img, 150, 100, 10, 7, [255, 255, 255]);
-        assert_eq!(trim_rect(&windowed), (10, 7, 120, 80));
+        assert_eq!(trim_rect(&windowed), Rect { left: 10, top: 7, width: 120, height: 80 });
         assert_eq!(trim_borders(&windowed), img);
         // Through JPEG the bars are noisy and the content edge rings: still (nearly) trimmed.
         let noisy = jpeg(&pad(&img, 160, 120, 20, 20, [0, 0, 0]), 75);
-        let (l, t, w, h) = trim_rect(&noisy);
+        let Rect { left: l, top: t, width: w, height: h } = trim_rect(&noisy);
         assert!((14..=21).contains(&l) && (14..=21).contains(&t), "{l} {t}");
         assert!((118..=132).contains(&w) && (78..=92).contains(&h), "{w} {h}");
     }
