@@ -2,10 +2,10 @@
 """Dedup evaluation: recall per transformation and false positives on distinct images.
 
 Built from real photographs (the wallpaper photos ../shared/bench/make_corpus.py downloads):
-- the photos are split in two disjoint groups; the first is cut into non-overlapping textured
-  128x128 tiles (grayscale std >= 20, and no two whose 16x16 thumbnails correlate > 0.9 under
-  any flip or rotation), and
-  up to 10,000 of them, area-downsampled to 32x32, form a CIFAR-10-format test set
+- the photos are split in two disjoint groups; the first is cut, at 9 scales, into
+  non-overlapping textured 128x128 tiles (grayscale std >= 20 at 128 and at 32 px, no two whose 16x16
+  thumbnails correlate > 0.9 under any flip or rotation), and
+  10,000 of them, area-downsampled to 32x32, form a CIFAR-10-format test set
   (`cifar-10-batches-bin/test_batch.bin`);
 - the upstream dataset holds, for --per-transform test tiles each, a large transformed copy of
   the tile: resize (2x, JPEG q90), JPEG q20, horizontal flip, grayscale, brightness +25%,
@@ -71,18 +71,31 @@ def distinct_only(tiles, limit, against=None):
     return kept, signatures
 
 
-def tiles(photos, long_side, side, min_std, rng):
+# Each photo is tiled at these long sides (px): one scale gives only ~3,800 distinct textured
+# tiles from the 59 test-group photos, nine give the 10,000 the issue asks for. A tile at one
+# scale is at most a 16%-crop-and-zoom of an overlapping tile at the next, and `distinct_only`
+# drops any pair that still looks alike.
+LONG_SIDES = (3200, 2700, 2262, 1900, 1600, 1350, 1131, 950, 800)
+
+
+def tiles(photos, long_sides, side, min_std, rng):
     from PIL import Image, ImageStat
     out = []
     for path in photos:
-        img = Image.open(path).convert("RGB")
-        scale = long_side / max(img.size)
-        img = img.resize((max(side, round(img.size[0] * scale)), max(side, round(img.size[1] * scale))), Image.BOX)
-        for y in range(0, img.size[1] - side + 1, side):
-            for x in range(0, img.size[0] - side + 1, side):
-                tile = img.crop((x, y, x + side, y + side))
-                if ImageStat.Stat(tile.convert("L")).stddev[0] >= min_std:
-                    out.append(tile)
+        original = Image.open(path).convert("RGB")
+        for long_side in long_sides:
+            scale = long_side / max(original.size)
+            size = (max(side, round(original.size[0] * scale)), max(side, round(original.size[1] * scale)))
+            img = original.resize(size, Image.BOX)
+            for y in range(0, img.size[1] - side + 1, side):
+                for x in range(0, img.size[0] - side + 1, side):
+                    tile = img.crop((x, y, x + side, y + side))
+                    # Textured at 128 px and still at 32 px: fine grain averages out to a flat
+                    # 32x32 image, which no perceptual hash can tell from other flat images.
+                    gray = tile.convert("L")
+                    if (ImageStat.Stat(gray).stddev[0] >= min_std
+                            and ImageStat.Stat(gray.resize((32, 32), Image.BOX)).stddev[0] >= min_std):
+                        out.append(tile)
     rng.shuffle(out)
     return out
 
@@ -146,8 +159,8 @@ def main():
     rng = random.Random(a.seed)
     photos = make_corpus.fetch_photos(a.photos)
     split = len(photos) * 2 // 3
-    test_tiles, test_signatures = distinct_only(tiles(photos[:split], 3200, 128, 20.0, rng), a.test_images)
-    distinct_tiles, _ = distinct_only(tiles(photos[split:], 2400, 128, 20.0, rng), a.distinct, test_signatures)
+    test_tiles, test_signatures = distinct_only(tiles(photos[:split], LONG_SIDES, 128, 20.0, rng), a.test_images)
+    distinct_tiles, _ = distinct_only(tiles(photos[split:], LONG_SIDES, 128, 20.0, rng), a.distinct, test_signatures)
     if len(test_tiles) < a.test_images:
         print(f"note: only {len(test_tiles)} textured test tiles available", file=sys.stderr)
     work = a.keep or tempfile.mkdtemp(dir=os.path.join(ROOT, "target"))

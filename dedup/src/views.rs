@@ -271,29 +271,58 @@ pub fn view(image: &RgbImage, view: View) -> RgbImage {
     }
 }
 
-/// Per-output-index source spans of an area (box) resample from `src` to `dst` samples:
-/// `(first source index, weights)` where the weights are the overlaps of the output cell
-/// `[o * src / dst, (o + 1) * src / dst)` with each source cell, normalised to sum to 1.
-/// Works both ways (upsampling gives each output a fraction of one or two inputs).
-fn area_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = src as f64 / dst as f64;
-    (0..dst)
-        .map(|o| {
+/// The weights of an area (box) resample from `src` to `dst` samples: output `o` is the
+/// weighted sum of source samples `first..first + len` with `weights[start..start + len]`,
+/// the overlaps of the output cell `[o * src / dst, (o + 1) * src / dst)` with each source
+/// cell, normalised to sum to 1. Works both ways (upsampling gives each output a fraction of
+/// one or two inputs). Flat, so a resample allocates two vectors, not one per output.
+struct AreaWeights {
+    /// `(first, start, len)` per output.
+    spans: Vec<(usize, usize, usize)>,
+    weights: Vec<f32>,
+}
+
+impl AreaWeights {
+    fn new(src: usize, dst: usize) -> AreaWeights {
+        let scale = src as f64 / dst as f64;
+        let mut spans = Vec::with_capacity(dst);
+        let mut weights = Vec::with_capacity(dst * (src.div_ceil(dst.max(1)) + 1));
+        let mut cell = Vec::new();
+        for o in 0..dst {
             let lo = o as f64 * scale;
             let hi = (o + 1) as f64 * scale;
             let first = (lo.floor() as usize).min(src - 1);
             let last = ((hi.ceil() as usize).max(first + 1)).min(src);
-            let weights: Vec<f64> = (first..last)
-                .map(|i| {
-                    let (a, b) = (i as f64, (i + 1) as f64);
-                    (b.min(hi) - a.max(lo)).max(0.0)
-                })
-                .collect();
-            let total: f64 = weights.iter().sum();
+            cell.clear();
+            cell.extend((first..last).map(|i| {
+                let (a, b) = (i as f64, (i + 1) as f64);
+                (b.min(hi) - a.max(lo)).max(0.0)
+            }));
+            let total: f64 = cell.iter().sum();
             let norm = if total > 0.0 { total } else { 1.0 };
-            (first, weights.iter().map(|w| (w / norm) as f32).collect())
-        })
-        .collect()
+            spans.push((first, weights.len(), cell.len()));
+            weights.extend(cell.iter().map(|w| (w / norm) as f32));
+        }
+        AreaWeights { spans, weights }
+    }
+
+    /// `(first source index, weights)` per output.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[f32])> {
+        self.spans.iter().map(|&(first, start, len)| (first, &self.weights[start..start + len]))
+    }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` without the `roundf` call that baseline x86-64 makes
+/// of `f32::round`: the same result for every input (half away from zero; `v - t` is exact).
+#[inline]
+fn round_to_u8(v: f32) -> u8 {
+    let v = v.clamp(0.0, 255.0);
+    let t = v as u8;
+    if v - f32::from(t) >= 0.5 {
+        t + 1
+    } else {
+        t
+    }
 }
 
 /// A window of a row-major image plane with `channels` interleaved samples per pixel: the
@@ -324,22 +353,33 @@ impl<T> Window<'_, T> {
 /// check).
 fn area_resize<T: Copy + Into<f32>>(window: Window<'_, T>, out_w: usize, out_h: usize) -> Vec<f32> {
     let channels = window.channels;
-    let xs = area_weights(window.width, out_w);
-    let ys = area_weights(window.height, out_h);
+    let xs = AreaWeights::new(window.width, out_w);
+    let ys = AreaWeights::new(window.height, out_h);
     // Along columns: out_h x width.
     let stride = window.width * channels;
     let mut tmp = vec![0f32; out_h * stride];
-    for (o, (first, weights)) in ys.iter().enumerate() {
-        let dst = &mut tmp[o * stride..(o + 1) * stride];
+    for (dst, (first, weights)) in tmp.chunks_exact_mut(stride).zip(ys.iter()) {
         for (k, &wt) in weights.iter().enumerate() {
             for (acc, &v) in dst.iter_mut().zip(window.row(first + k)) {
                 *acc += wt * v.into();
             }
         }
     }
-    // Along rows: out_h x out_w.
+    // Along rows: out_h x out_w (RGB unrolled: the same sums in the same order).
     let mut out = vec![0f32; out_h * out_w * channels];
     for (row, dst) in tmp.chunks_exact(stride).zip(out.chunks_exact_mut(out_w * channels)) {
+        if channels == 3 {
+            for ((first, weights), acc) in xs.iter().zip(dst.chunks_exact_mut(3)) {
+                let (mut r, mut g, mut b) = (0f32, 0f32, 0f32);
+                for (&wt, src) in weights.iter().zip(row[first * 3..].chunks_exact(3)) {
+                    r += wt * src[0];
+                    g += wt * src[1];
+                    b += wt * src[2];
+                }
+                acc.copy_from_slice(&[r, g, b]);
+            }
+            continue;
+        }
         for ((first, weights), acc) in xs.iter().zip(dst.chunks_exact_mut(channels)) {
             for (k, &wt) in weights.iter().enumerate() {
                 let src = &row[(first + k) * channels..(first + k + 1) * channels];
@@ -372,7 +412,7 @@ pub fn area_downsample_rect(image: &RgbImage, rect: Rect, width: u32, height: u3
         return cut(image, rect);
     }
     let out = area_resize(rect.window(&image.pixels, image.width as usize, 3), ow, oh);
-    RgbImage { width, height, pixels: out.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect() }
+    RgbImage { width, height, pixels: out.iter().map(|&v| round_to_u8(v)).collect() }
 }
 
 /// The canonical image hashed for `(view, channel)`: [`view`], then for [`Channel::Cifar32`]
@@ -486,6 +526,15 @@ mod tests {
         let flat = RgbImage { width: 37, height: 23, pixels: [7u8, 99, 200].repeat(37 * 23) };
         assert_eq!(area_downsample(&flat, 32, 32).pixels, [7u8, 99, 200].repeat(32 * 32));
         assert_eq!(area_downsample(&flat, 0, 5).pixels.len(), 0);
+    }
+
+    #[test]
+    fn round_to_u8_is_round_then_clamp() {
+        let edges = [-3.0, -0.5, 0.0, 0.49999997, 0.5, 1.5, 2.5, 127.49999, 127.5, 254.5, 254.99998, 255.0, 255.7, 1e9];
+        let sweep = (0..=300_000).map(|i| i as f32 * 0.001 - 20.0);
+        for v in edges.into_iter().chain(sweep).chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY]) {
+            assert_eq!(round_to_u8(v), v.round().clamp(0.0, 255.0) as u8, "{v}");
+        }
     }
 
     #[test]
