@@ -1,5 +1,5 @@
-//! `bitkit dedup` end to end: planted upscaled (and flipped) copies of CIFAR-10 test images in
-//! an upstream dataset of distinct images are found, exactly, and nothing else.
+//! `bitkit dedup` end to end: planted upscaled (and flipped, and 5%-cropped) copies of CIFAR-10
+//! test images in an upstream dataset of distinct images are found, exactly, and nothing else.
 
 use crate::util::TestDir;
 use bitkit_fixtures as fx;
@@ -8,7 +8,17 @@ use image::{imageops, RgbImage};
 use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 7;
-const PLANTED: [(usize, bool); 3] = [(3, false), (17, true), (42, false)];
+/// How a planted copy was made from its test image (upscaled to 256 px, then this).
+#[derive(Clone, Copy)]
+enum Planted {
+    Upscaled,
+    Flipped,
+    /// 13 px (5%) cut from each axis, off centre: found through the test-side inset frames.
+    Cropped,
+}
+
+const PLANTED: [(usize, Planted); 4] =
+    [(3, Planted::Upscaled), (17, Planted::Flipped), (42, Planted::Upscaled), (55, Planted::Cropped)];
 
 fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
@@ -47,12 +57,14 @@ fn upstream(t: &TestDir) -> Vec<String> {
     let dir = t.path("up/images");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let mut planted = Vec::new();
-    for (index, flip) in PLANTED {
+    for (index, how) in PLANTED {
         let picture = cifar_test_picture(fx::CifarVariant::Cifar10, SEED, index);
         let small = RgbImage::from_raw(32, 32, picture.rgb).expect("32x32");
         let mut big = imageops::resize(&small, 256, 256, imageops::FilterType::Triangle);
-        if flip {
-            big = imageops::flip_horizontal(&big);
+        match how {
+            Planted::Upscaled => {}
+            Planted::Flipped => big = imageops::flip_horizontal(&big),
+            Planted::Cropped => big = imageops::crop_imm(&big, 3, 10, 256 - 13, 256 - 13).to_image(),
         }
         let name = format!("planted_{index:03}");
         std::fs::write(dir.join(format!("{name}.jpg")), jpeg(&big, 85)).expect("write");
@@ -79,10 +91,10 @@ fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
     let set = &summary["test_sets"][0];
     assert_eq!(set["test_set"], "cifar10-test");
     assert_eq!(set["test_images"], 60);
-    assert_eq!(set["upstream_rows_removed"], 3, "{summary}");
+    assert_eq!(set["upstream_rows_removed"], PLANTED.len(), "{summary}");
     let excluded: Vec<String> =
         std::fs::read_to_string(t.path("dd/exclude.txt")).expect("exclude.txt").lines().map(str::to_string).collect();
-    assert_eq!(excluded.len(), 3, "{excluded:?}");
+    assert_eq!(excluded.len(), PLANTED.len(), "{excluded:?}");
     for name in &planted {
         assert!(excluded.iter().any(|k| k.ends_with(name.as_str())), "{name} missing from {excluded:?}");
     }
@@ -94,8 +106,26 @@ fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
         .expect("parquet")
         .build()
         .expect("reader");
-    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
-    assert!(rows >= 3);
+    let mut rows = 0;
+    let mut cropped_view = None;
+    for batch in reader {
+        let batch = batch.expect("batch");
+        rows += batch.num_rows();
+        let column = |name: &str| {
+            let array = batch.column_by_name(name).expect(name);
+            let strings = array.as_any().downcast_ref::<arrow_array::StringArray>().expect("utf8");
+            strings.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>()
+        };
+        for ((key, view), verdict) in column("upstream_key").into_iter().zip(column("view")).zip(column("verdict")) {
+            if key.ends_with("planted_055") && verdict == "duplicate" {
+                cropped_view = Some(view);
+            }
+        }
+    }
+    assert!(rows >= PLANTED.len());
+    // The cropped copy is matched through an inset frame of its test image.
+    let cropped_view = cropped_view.expect("the cropped copy has a duplicate pair");
+    assert!(cropped_view.ends_with("_inset"), "{cropped_view}");
 
     // Second run: every upstream hash comes from the cache.
     let again = t.bitkit(&["dedup", "ds", "--against", "cifar10-test", "--data-dir", "data", "--out", "dd2", "--json"]);
@@ -110,7 +140,7 @@ fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
     t.bitkit(&[&args[..], &["--write-clean", "clean"]].concat()).expect_code(0);
     let before = crate::util::rows(&t.path("ds")).len();
     let after = crate::util::rows(&t.path("clean"));
-    assert_eq!(after.len(), before - 3);
+    assert_eq!(after.len(), before - PLANTED.len());
     assert!(after.iter().all(|r| !r.key.contains("planted")));
 }
 

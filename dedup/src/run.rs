@@ -27,12 +27,12 @@ use crate::hashes::{
     content_hashes, decode_for_hashing, decode_scaled, hash_missing, HashCache, RowHashes, CACHE_FILE, VERIFY_MIN_SIDE,
 };
 use crate::pairs::{write_pairs, PairRow};
-use crate::pdq::{pdq_dihedral_exact, Dihedral};
+use crate::pdq::{pdq, pdq_dihedral_exact, Dihedral};
 use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair};
 use crate::search::HammingIndex;
 use crate::testsets::{TestPixels, TestSet};
-use crate::verify::{verify, Verification};
-use crate::views::{canonical, Channel, View};
+use crate::verify::{verify, verify_inset, Verification};
+use crate::views::{canonical, inset, view, Channel, View, CIFAR_SIDE, INSET};
 use crate::DedupError;
 
 /// Every setting of a run; thresholds are documented in docs/dedup.md.
@@ -131,7 +131,19 @@ struct TestEntry {
     views: ViewSet,
     dihedral: Dihedral,
     quality: u8,
+    /// The hash is of the test image's inset frame `INSET_FRAMES[k]` (CIFAR channel only): a
+    /// cropped copy matches it, and is verified against it.
+    inset: Option<usize>,
 }
+
+/// Test-side inset frames of the CIFAR channel, `(fraction cut per axis, position)` (see
+/// [`inset`]): the 95% window at a quarter and three quarters of the 5% margin along each
+/// axis, so any 5% crop is within 1.25% of one. Only the upright variant is indexed (a
+/// cropped copy that is also flipped or rotated is not looked for): 4 entries per test image
+/// beside the 8 dihedral variants of the whole image.
+const INSET_FRAMES: [(f64, (f64, f64)); 4] =
+    [(INSET, (0.25, 0.25)), (INSET, (0.75, 0.25)), (INSET, (0.25, 0.75)), (INSET, (0.75, 0.75))];
+const INSET_DIHEDRALS: [Dihedral; 1] = [Dihedral::Identity];
 
 /// A set of [`View`]s, bit `i` for `View::ALL[i]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -270,6 +282,28 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     .collect(),
             })
             .collect();
+        // CIFAR channel: also the inset frames of the full view.
+        let insets: Vec<Vec<(usize, [crate::pdq::PdqHash; INSET_DIHEDRALS.len()], u8)>> = decoded_tests[s]
+            .par_iter()
+            .map(|image| {
+                let Some(image) = image.as_ref().filter(|_| channel == Channel::Cifar32) else { return Vec::new() };
+                let full = view(image, View::Full);
+                INSET_FRAMES
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(fraction, at))| {
+                        let frame = inset(&full, fraction, at, CIFAR_SIDE, CIFAR_SIDE);
+                        let upright = pdq(&frame);
+                        let hashes = INSET_DIHEDRALS.map(|d| match d {
+                            Dihedral::Identity => upright.hash,
+                            d => pdq(&d.apply_rgb(&frame)).hash,
+                        });
+                        (k, hashes, upright.quality)
+                    })
+                    .filter(|(_, _, quality)| *quality > 0)
+                    .collect()
+            })
+            .collect();
         for (i, views) in hashed.into_iter().enumerate() {
             // A quality-0 view (flat, or too small) hashes to all zeros: it would "match" every
             // other flat image at distance 0, so it is not indexed (DEDUP.md §8: never match on
@@ -284,25 +318,53 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                         Some(k) => entries[c][k].views = entries[c][k].views.with(*view),
                         None => {
                             let views = ViewSet::of(*view);
-                            entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality });
+                            let inset = None;
+                            entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality, inset });
                             codes[c].push(hashes[d].0);
                         }
                     }
                 }
             }
+            for (k, hashes, quality) in &insets[i] {
+                for (&dihedral, hash) in INSET_DIHEDRALS.iter().zip(hashes) {
+                    // Paired with the upstream views whose frame the inset is cut from.
+                    let views = ViewSet::of(View::Full).with(View::Raw);
+                    let inset = Some(*k);
+                    entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality, inset });
+                    codes[c].push(hash.0);
+                }
+            }
         }
     }
-    let indexes: [HammingIndex; 2] = codes.map(HammingIndex::new);
+    // One index per channel and view set: a query scans only the entries that share a view
+    // with it (a `center` query skips the inset entries, a native `full` query the centre
+    // squares), `(view set, index, entry ids)`.
+    type Group = (ViewSet, HammingIndex, Vec<u32>);
+    let groups: Vec<Vec<Group>> = (0..2)
+        .map(|c| {
+            let mut sets: Vec<ViewSet> = entries[c].iter().map(|e| e.views).collect();
+            sets.sort_by_key(|v| v.0);
+            sets.dedup();
+            sets.into_iter()
+                .map(|set| {
+                    let ids: Vec<u32> =
+                        (0..entries[c].len()).filter(|&i| entries[c][i].views == set).map(|i| i as u32).collect();
+                    let group_codes = ids.iter().map(|&i| codes[c][i as usize]).collect();
+                    (set, HammingIndex::new(group_codes), ids)
+                })
+                .collect()
+        })
+        .collect();
+    drop(codes);
 
     // 3. Search: per channel, the distinct (hash, quality) of each row's views are the
-    // queries, searched in batches (one cache-blocked scan of the index per batch); a hit is a
+    // queries, searched in batches (one cache-blocked scan of an index per batch); a hit is a
     // candidate in every view the query and the entry share.
     let match_started = Instant::now();
     let mut candidates: Vec<Candidate> = Vec::new();
     for channel in [Channel::Native, Channel::Cifar32] {
         let c = channel_slot(channel);
-        let index = &indexes[c];
-        if index.is_empty() {
+        if groups[c].is_empty() {
             continue;
         }
         let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
@@ -325,24 +387,30 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 }
             }
         }
-        const BATCH: usize = 256;
-        let found: Vec<Candidate> = query_codes
-            .par_chunks(BATCH)
-            .zip(queries.par_chunks(BATCH))
-            .map_init(Vec::new, |hits, (codes, queries)| {
-                index.range_batch(codes, radius, hits);
-                let mut out = Vec::new();
-                for &(q, entry, distance) in hits.iter() {
-                    let (row, views, upstream_quality) = queries[q as usize];
-                    for view in views.common(entries[c][entry as usize].views) {
-                        out.push(Candidate { row, entry: entry as usize, channel, view, distance, upstream_quality });
+        for (set, index, ids) in &groups[c] {
+            let chosen: Vec<usize> =
+                (0..queries.len()).filter(|&q| queries[q].1.common(*set).next().is_some()).collect();
+            let chosen_codes: Vec<[u64; 4]> = chosen.iter().map(|&q| query_codes[q]).collect();
+            const BATCH: usize = 256;
+            let found: Vec<Candidate> = chosen_codes
+                .par_chunks(BATCH)
+                .zip(chosen.par_chunks(BATCH))
+                .map_init(Vec::new, |hits, (codes, chosen)| {
+                    index.range_batch(codes, radius, hits);
+                    let mut out = Vec::new();
+                    for &(q, local, distance) in hits.iter() {
+                        let (row, views, upstream_quality) = queries[chosen[q as usize]];
+                        let entry = ids[local as usize] as usize;
+                        for view in views.common(*set) {
+                            out.push(Candidate { row, entry, channel, view, distance, upstream_quality });
+                        }
                     }
-                }
-                out
-            })
-            .flatten()
-            .collect();
-        candidates.extend(found);
+                    out
+                })
+                .flatten()
+                .collect();
+            candidates.extend(found);
+        }
     }
     let match_seconds = match_started.elapsed().as_secs_f64();
 
@@ -378,6 +446,10 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 let judge = |candidate: &&Candidate| {
                     let e = &entries[channel_slot(candidate.channel)][candidate.entry];
                     let v = match (upstream_image.as_ref(), test.as_ref()) {
+                        (Some(u), Some(t)) if e.inset.is_some() => {
+                            let (fraction, at) = INSET_FRAMES[e.inset.unwrap_or(0)];
+                            verify_inset(u, t, candidate.view, e.dihedral, fraction, at)
+                        }
                         (Some(u), Some(t)) => verify(u, t, candidate.view, candidate.channel, e.dihedral),
                         _ => Verification { ncc: 0.0, ssim: 0.0 },
                     };
@@ -392,7 +464,11 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                         test_set: sets[set].name.clone(),
                         test_index: sets[set].images[image].index as i64,
                         test_name: sets[set].images[image].name.clone(),
-                        view: candidate.view.as_str().to_string(),
+                        view: if e.inset.is_some() {
+                            format!("{}_inset", candidate.view.as_str())
+                        } else {
+                            candidate.view.as_str().to_string()
+                        },
                         flip: e.dihedral.as_str().to_string(),
                         distance: candidate.distance as i32,
                         upstream_quality: i32::from(candidate.upstream_quality),

@@ -8,7 +8,7 @@
 use bitkit_ingest::image::RgbImage;
 
 use crate::pdq::Dihedral;
-use crate::views::{canonical, gray_thumb, Channel, View};
+use crate::views::{canonical, gray_thumb, inset, view as view_of, Channel, View, CIFAR_SIDE};
 
 /// SSIM window side (uniform window, as `skimage.metrics.structural_similarity`'s default).
 pub const SSIM_WINDOW: usize = 7;
@@ -109,6 +109,24 @@ pub fn verify(upstream: &RgbImage, test: &RgbImage, view: View, channel: Channel
     let side = channel.thumb_side() as usize;
     let up = dihedral.inverse().apply_gray(&thumb(upstream, view, channel), side);
     let te = thumb(test, view, channel);
+    Verification { ncc: ncc(&up, &te), ssim: ssim(&up, &te, side) }
+}
+
+/// [`verify`] for a candidate found through an inset frame of the test image (CIFAR channel):
+/// the upstream's `view` against [`inset`]`(fraction, at)` of the test image's full view, as
+/// 32x32 luma thumbnails.
+pub fn verify_inset(
+    upstream: &RgbImage,
+    test: &RgbImage,
+    view: View,
+    dihedral: Dihedral,
+    fraction: f64,
+    at: (f64, f64),
+) -> Verification {
+    let side = CIFAR_SIDE as usize;
+    let up = dihedral.inverse().apply_gray(&thumb(upstream, view, Channel::Cifar32), side);
+    let frame = inset(&view_of(test, View::Full), fraction, at, CIFAR_SIDE, CIFAR_SIDE);
+    let te = gray_thumb(&frame, CIFAR_SIDE);
     Verification { ncc: ncc(&up, &te), ssim: ssim(&up, &te, side) }
 }
 
