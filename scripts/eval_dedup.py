@@ -19,7 +19,7 @@ verdict `duplicate`) and the false-positive counts are printed.
 
 Usage: scripts/eval-dedup [--per-transform 100] [--distinct 3000] [--upscale 2] [--json] [-- extra dedup flags]
 """
-import argparse, io, json, os, random, subprocess, sys, tempfile
+import argparse, atexit, io, json, os, random, shutil, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "bench")
@@ -164,6 +164,9 @@ def main():
     if len(test_tiles) < a.test_images:
         print(f"note: only {len(test_tiles)} textured test tiles available", file=sys.stderr)
     work = a.keep or tempfile.mkdtemp(dir=os.path.join(ROOT, "target"))
+    if not a.keep:
+        # ~100-150 MB of generated images and outputs per run.
+        atexit.register(shutil.rmtree, work, True)
     data = os.path.join(work, "data", "cifar-10-batches-bin")
     os.makedirs(data, exist_ok=True)
     with open(os.path.join(data, "test_batch.bin"), "wb") as out:
