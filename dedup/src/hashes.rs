@@ -23,7 +23,7 @@ use bitkit_ingest::image::{Decoder, RegionRequest, RgbImage};
 use rayon::prelude::*;
 
 use crate::pdq::{luma, with_hasher, Pdq, PdqHash};
-use crate::views::{area_downsample_rect, view_rect, Channel, View, CIFAR_SIDE};
+use crate::views::{area_downsample_rect, view_rects, Channel, View, CIFAR_SIDE};
 use crate::DedupError;
 
 /// Bumped whenever the hashes of the same bytes change (decode scale, views, resampling): a
@@ -133,7 +133,7 @@ pub fn decode_scaled(
 pub fn hash_pixels(image: &RgbImage) -> [Pdq; 6] {
     debug_assert!(SLOTS[..3].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Native, v)));
     debug_assert!(SLOTS[3..].iter().zip(View::ALL).all(|(s, v)| *s == (Channel::Cifar32, v)));
-    let rects = View::ALL.map(|v| view_rect(image, v));
+    let rects = view_rects(image);
     let plane = luma(image);
     let stride = image.width as usize;
     with_hasher(|hasher| {

@@ -622,25 +622,33 @@ impl PdqHasher {
         stride: usize,
         (left, top, width, height): (usize, usize, usize, usize),
     ) -> Pdq {
+        if !self.load_luma_window(luma, stride, (left, top, width, height)) {
+            return Pdq { hash: PdqHash::ZERO, quality: 0 };
+        }
+        self.finish(height, width)
+    }
+
+    fn load_luma(&mut self, luma: &[f32], width: usize, height: usize) -> bool {
+        luma.len() == width.saturating_mul(height) && self.load_luma_window(luma, width, (0, 0, width, height))
+    }
+
+    /// The window of a luma plane into `buf1`, if it lies inside and is hashable.
+    fn load_luma_window(
+        &mut self,
+        luma: &[f32],
+        stride: usize,
+        (left, top, width, height): (usize, usize, usize, usize),
+    ) -> bool {
         let fits = left.checked_add(width).is_some_and(|right| right <= stride)
             && top.checked_add(height).and_then(|bottom| bottom.checked_mul(stride)).is_some_and(|n| n <= luma.len());
         if !fits || width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE {
-            return Pdq { hash: PdqHash::ZERO, quality: 0 };
+            return false;
         }
         self.buf1.clear();
         for r in top..top + height {
             let start = r * stride + left;
             self.buf1.extend_from_slice(&luma[start..start + width]);
         }
-        self.finish(height, width)
-    }
-
-    fn load_luma(&mut self, luma: &[f32], width: usize, height: usize) -> bool {
-        if width < MIN_HASHABLE_SIDE || height < MIN_HASHABLE_SIDE || luma.len() != width.saturating_mul(height) {
-            return false;
-        }
-        self.buf1.clear();
-        self.buf1.extend_from_slice(luma);
         true
     }
 

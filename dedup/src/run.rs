@@ -14,7 +14,7 @@
 //! 5. Outputs in `--out`, each written under a temporary name then renamed, `summary.json` last:
 //!    `pairs.parquet`, `exclude.txt`, `errors.jsonl`, `report.html`, `summary.json`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,7 +32,7 @@ use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair
 use crate::search::HammingIndex;
 use crate::testsets::{TestPixels, TestSet};
 use crate::verify::{verify, verify_inset, Verification};
-use crate::views::{canonical, inset, view, Channel, View, CIFAR_SIDE, INSET};
+use crate::views::{canonical, inset_frame, Channel, View};
 use crate::DedupError;
 
 /// Every setting of a run; thresholds are documented in docs/dedup.md.
@@ -136,14 +136,12 @@ struct TestEntry {
     inset: Option<usize>,
 }
 
-/// Test-side inset frames of the CIFAR channel, `(fraction cut per axis, position)` (see
-/// [`inset`]): the 95% window at a quarter and three quarters of the 5% margin along each
-/// axis, so any 5% crop is within 1.25% of one. Only the upright variant is indexed (a
-/// cropped copy that is also flipped or rotated is not looked for): 4 entries per test image
-/// beside the 8 dihedral variants of the whole image.
-const INSET_FRAMES: [(f64, (f64, f64)); 4] =
-    [(INSET, (0.25, 0.25)), (INSET, (0.75, 0.25)), (INSET, (0.25, 0.75)), (INSET, (0.75, 0.75))];
-const INSET_DIHEDRALS: [Dihedral; 1] = [Dihedral::Identity];
+/// Positions of the test-side inset frames of the CIFAR channel (see
+/// [`inset_frame`](crate::views::inset_frame)): the 95% window at a quarter and three quarters
+/// of the 5% margin along each axis, so any 5% crop is within 1.25% of one. Only the upright
+/// variant is indexed (a cropped copy that is also flipped or rotated is not looked for): 4
+/// entries per test image beside the 8 dihedral variants of the whole image.
+const INSET_FRAMES: [(f64, f64); 4] = [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)];
 
 /// A set of [`View`]s, bit `i` for `View::ALL[i]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -282,26 +280,20 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     .collect(),
             })
             .collect();
-        // CIFAR channel: also the inset frames of the full view.
-        let insets: Vec<Vec<(usize, [crate::pdq::PdqHash; INSET_DIHEDRALS.len()], u8)>> = decoded_tests[s]
+        // CIFAR channel: also the inset frames of the full view, `(frame, hash, quality)`.
+        let insets: Vec<Vec<(usize, crate::pdq::PdqHash, u8)>> = decoded_tests[s]
             .par_iter()
-            .map(|image| {
-                let Some(image) = image.as_ref().filter(|_| channel == Channel::Cifar32) else { return Vec::new() };
-                let full = view(image, View::Full);
-                INSET_FRAMES
+            .map(|image| match image {
+                Some(image) if channel == Channel::Cifar32 => INSET_FRAMES
                     .iter()
                     .enumerate()
-                    .map(|(k, &(fraction, at))| {
-                        let frame = inset(&full, fraction, at, CIFAR_SIDE, CIFAR_SIDE);
-                        let upright = pdq(&frame);
-                        let hashes = INSET_DIHEDRALS.map(|d| match d {
-                            Dihedral::Identity => upright.hash,
-                            d => pdq(&d.apply_rgb(&frame)).hash,
-                        });
-                        (k, hashes, upright.quality)
+                    .map(|(k, &at)| {
+                        let p = pdq(&inset_frame(image, at));
+                        (k, p.hash, p.quality)
                     })
                     .filter(|(_, _, quality)| *quality > 0)
-                    .collect()
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect();
         for (i, views) in hashed.into_iter().enumerate() {
@@ -325,14 +317,12 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     }
                 }
             }
-            for (k, hashes, quality) in &insets[i] {
-                for (&dihedral, hash) in INSET_DIHEDRALS.iter().zip(hashes) {
-                    // Paired with the upstream views whose frame the inset is cut from.
-                    let views = ViewSet::of(View::Full).with(View::Raw);
-                    let inset = Some(*k);
-                    entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality, inset });
-                    codes[c].push(hash.0);
-                }
+            for &(k, hash, quality) in &insets[i] {
+                // Paired with the upstream views whose frame the inset is cut from.
+                let views = ViewSet::of(View::Full).with(View::Raw);
+                let (dihedral, inset) = (Dihedral::Identity, Some(k));
+                entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality, inset });
+                codes[c].push(hash.0);
             }
         }
     }
@@ -425,8 +415,33 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
         groups.entry(candidate.row).or_default().entry((e.set, e.image)).or_default().push(candidate);
     }
     let rows_to_verify: Vec<(usize, TestGroups)> = groups.into_iter().collect();
+    // Encoded test images with a candidate, decoded once more at the verification scale (raw
+    // pixels, CIFAR's, are compared as stored).
+    let wanted: BTreeSet<(usize, usize)> = rows_to_verify
+        .iter()
+        .flat_map(|(_, tests)| tests.keys().copied())
+        .filter(|&(set, image)| decoded_tests[set][image].is_some())
+        .filter(|&(set, image)| matches!(sets[set].images[image].image, TestPixels::Encoded(_)))
+        .collect();
+    let redecoded: HashMap<(usize, usize), RgbImage> = wanted
+        .into_par_iter()
+        .map_init(Decoder::new, |decoder, (set, image)| {
+            let (Ok(decoder), TestPixels::Encoded(bytes)) = (decoder, &sets[set].images[image].image) else {
+                return None;
+            };
+            let mut out = RgbImage::default();
+            decode_scaled(decoder, bytes, config.max_pixels, VERIFY_MIN_SIDE, &mut out)
+                .ok()
+                .map(|()| ((set, image), out))
+        })
+        .flatten()
+        .collect();
+    let verification_image = |set: usize, image: usize| match sets[set].images[image].image {
+        TestPixels::Rgb(_) => decoded_tests[set][image].as_ref(),
+        TestPixels::Encoded(_) => redecoded.get(&(set, image)),
+    };
     let parts = upstream.index.open_parts()?;
-    type Judged = (PairRow, Option<RgbImage>, Option<RgbImage>, usize);
+    type Judged<'a> = (PairRow, Option<RgbImage>, Option<&'a RgbImage>, usize);
     let judged: Vec<Judged> = rows_to_verify
         .par_iter()
         .map_init(Decoder::new, |decoder, (row, tests)| {
@@ -440,15 +455,12 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     let e = &entries[channel_slot(c.channel)][c.entry];
                     (c.distance, ViewSet::of(c.view).0, e.dihedral.index(), c.entry)
                 });
-                let test = decoder.as_mut().ok().and_then(|d| {
-                    verification_image(d, &sets[set], image, decoded_tests[set][image].as_ref(), config.max_pixels)
-                });
+                let test = verification_image(set, image);
                 let judge = |candidate: &&Candidate| {
                     let e = &entries[channel_slot(candidate.channel)][candidate.entry];
-                    let v = match (upstream_image.as_ref(), test.as_ref()) {
+                    let v = match (upstream_image.as_ref(), test) {
                         (Some(u), Some(t)) if e.inset.is_some() => {
-                            let (fraction, at) = INSET_FRAMES[e.inset.unwrap_or(0)];
-                            verify_inset(u, t, candidate.view, e.dihedral, fraction, at)
+                            verify_inset(u, t, candidate.view, e.dihedral, INSET_FRAMES[e.inset.unwrap_or(0)])
                         }
                         (Some(u), Some(t)) => verify(u, t, candidate.view, candidate.channel, e.dihedral),
                         _ => Verification { ncc: 0.0, ssim: 0.0 },
@@ -487,8 +499,6 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 } else {
                     pairs.find(|p| p.verdict == DUPLICATE).unwrap_or(closest)
                 };
-                // Keep the test image only where the report surely shows it.
-                let test = if pair.verdict == DUPLICATE { test } else { None };
                 out.push((pair, test, set));
             }
             (upstream_image, out)
@@ -517,14 +527,6 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 Some(image) => Some(image),
                 None if shown => thumb_decoder.as_mut().and_then(|d| {
                     decode_row(d, &upstream.index, &parts, pair.upstream_row as usize, config.max_pixels)
-                }),
-                None => None,
-            };
-            let test = match test {
-                Some(image) => Some(image),
-                None if shown => thumb_decoder.as_mut().and_then(|d| {
-                    let image = sets[set].images.iter().position(|t| t.index as i64 == pair.test_index)?;
-                    verification_image(d, &sets[set], image, decoded_tests[set][image].as_ref(), config.max_pixels)
                 }),
                 None => None,
             };
@@ -659,26 +661,6 @@ fn channel_slot(channel: Channel) -> usize {
     match channel {
         Channel::Native => 0,
         Channel::Cifar32 => 1,
-    }
-}
-
-/// Test image `image` of `set` at the verification scale: as stored for raw pixels (CIFAR),
-/// decoded again at [`VERIFY_MIN_SIDE`] for encoded ones. `None` if it failed to decode for
-/// hashing (`decoded` is `None`) or now.
-fn verification_image(
-    decoder: &mut Decoder,
-    set: &TestSet,
-    image: usize,
-    decoded: Option<&RgbImage>,
-    max_pixels: u64,
-) -> Option<RgbImage> {
-    let decoded = decoded?;
-    match &set.images.get(image)?.image {
-        TestPixels::Rgb(_) => Some(decoded.clone()),
-        TestPixels::Encoded(bytes) => {
-            let mut out = RgbImage::default();
-            decode_scaled(decoder, bytes, max_pixels, VERIFY_MIN_SIDE, &mut out).ok().map(|()| out)
-        }
     }
 }
 

@@ -8,7 +8,7 @@
 use bitkit_ingest::image::RgbImage;
 
 use crate::pdq::Dihedral;
-use crate::views::{canonical, gray_thumb, inset, view as view_of, Channel, View, CIFAR_SIDE};
+use crate::views::{canonical, gray_thumb, inset_frame, Channel, View, CIFAR_SIDE};
 
 /// SSIM window side (uniform window, as `skimage.metrics.structural_similarity`'s default).
 pub const SSIM_WINDOW: usize = 7;
@@ -106,28 +106,28 @@ pub fn thumb(image: &RgbImage, view: View, channel: Channel) -> Vec<f32> {
 /// comparison. Both images are canonicalised with `(view, channel)` and compared as 32x32
 /// (CIFAR channel) or 64x64 (native) luma thumbnails.
 pub fn verify(upstream: &RgbImage, test: &RgbImage, view: View, channel: Channel, dihedral: Dihedral) -> Verification {
-    let side = channel.thumb_side() as usize;
-    let up = dihedral.inverse().apply_gray(&thumb(upstream, view, channel), side);
-    let te = thumb(test, view, channel);
-    Verification { ncc: ncc(&up, &te), ssim: ssim(&up, &te, side) }
+    compare(upstream, view, channel, dihedral, &thumb(test, view, channel))
 }
 
-/// [`verify`] for a candidate found through an inset frame of the test image (CIFAR channel):
-/// the upstream's `view` against [`inset`]`(fraction, at)` of the test image's full view, as
-/// 32x32 luma thumbnails.
+/// [`verify`] for a candidate found through the test image's inset frame at `at` (CIFAR
+/// channel): the upstream's `view` against [`inset_frame`] of the test image, as 32x32 luma
+/// thumbnails.
 pub fn verify_inset(
     upstream: &RgbImage,
     test: &RgbImage,
     view: View,
     dihedral: Dihedral,
-    fraction: f64,
     at: (f64, f64),
 ) -> Verification {
-    let side = CIFAR_SIDE as usize;
-    let up = dihedral.inverse().apply_gray(&thumb(upstream, view, Channel::Cifar32), side);
-    let frame = inset(&view_of(test, View::Full), fraction, at, CIFAR_SIDE, CIFAR_SIDE);
-    let te = gray_thumb(&frame, CIFAR_SIDE);
-    Verification { ncc: ncc(&up, &te), ssim: ssim(&up, &te, side) }
+    compare(upstream, view, Channel::Cifar32, dihedral, &gray_thumb(&inset_frame(test, at), CIFAR_SIDE))
+}
+
+/// The upstream's `(view, channel)` thumbnail, turned back into the test image's orientation,
+/// against the test-side thumbnail `test` (`side x side` of the channel).
+fn compare(upstream: &RgbImage, view: View, channel: Channel, dihedral: Dihedral, test: &[f32]) -> Verification {
+    let side = channel.thumb_side() as usize;
+    let up = dihedral.inverse().apply_gray(&thumb(upstream, view, channel), side);
+    Verification { ncc: ncc(&up, test), ssim: ssim(&up, test, side) }
 }
 
 #[cfg(test)]

@@ -244,12 +244,12 @@ pub fn trim_borders(image: &RgbImage) -> RgbImage {
     cut(image, rect)
 }
 
-/// The centre square of `image` (side = the shorter side; odd leftovers go right / down).
-pub fn center_square(image: &RgbImage) -> RgbImage {
-    if image.width == image.height || !well_formed(image) {
-        return image.clone();
-    }
-    cut(image, Rect::whole(image).center_square())
+/// The rectangles of `image` that [`view`] cuts out, in [`View::ALL`] order (borders found
+/// once for the two trimmed views).
+pub fn view_rects(image: &RgbImage) -> [Rect; 3] {
+    let trimmed = trim_rect(image);
+    debug_assert_eq!(View::ALL, [View::Full, View::Center, View::Raw]);
+    [trimmed, trimmed.center_square(), Rect::whole(image)]
 }
 
 /// The rectangle of `image` that [`view`] cuts out.
@@ -262,13 +262,13 @@ pub fn view_rect(image: &RgbImage, view: View) -> Rect {
 }
 
 /// The view of `image`: [`View::Full`] is the trimmed image, [`View::Center`] the centre
-/// square of the trimmed image.
+/// square of the trimmed image. A malformed image is returned as is.
 pub fn view(image: &RgbImage, view: View) -> RgbImage {
-    match view {
-        View::Full => trim_borders(image),
-        View::Center => center_square(&trim_borders(image)),
-        View::Raw => image.clone(),
+    let rect = view_rect(image, view);
+    if rect == Rect::whole(image) || !well_formed(image) {
+        return image.clone();
     }
+    cut(image, rect)
 }
 
 /// The weights of an area (box) resample from `src` to `dst` samples: output `o` is the
@@ -461,6 +461,12 @@ pub fn inset(image: &RgbImage, fraction: f64, at: (f64, f64), width: u32, height
     let ys = AreaWeights::span(h, y0, y1, oh);
     let out = area_resize_with(Rect::whole(image).window(&image.pixels, w, 3), &xs, &ys);
     RgbImage { width, height, pixels: out.iter().map(|&v| round_to_u8(v)).collect() }
+}
+
+/// The inset frame at `at` of `image`'s full view, as the CIFAR channel hashes and verifies
+/// it: [`inset`] by [`INSET`], resampled to 32x32.
+pub fn inset_frame(image: &RgbImage, at: (f64, f64)) -> RgbImage {
+    inset(&view(image, View::Full), INSET, at, CIFAR_SIDE, CIFAR_SIDE)
 }
 
 /// The canonical image hashed for `(view, channel)`: [`view`], then for [`Channel::Cifar32`]
