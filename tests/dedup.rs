@@ -77,6 +77,25 @@ fn upstream(t: &TestDir) -> Vec<String> {
     planted
 }
 
+/// String columns of `pairs.parquet`, in row order.
+fn pair_columns<const N: usize>(path: &std::path::Path, names: [&str; N]) -> [Vec<String>; N] {
+    let file = std::fs::File::open(path).expect("pairs");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out: [Vec<String>; N] = std::array::from_fn(|_| Vec::new());
+    for batch in reader {
+        let batch = batch.expect("batch");
+        for (column, name) in out.iter_mut().zip(names) {
+            let array = batch.column_by_name(name).expect(name);
+            let strings = array.as_any().downcast_ref::<arrow_array::StringArray>().expect("utf8");
+            column.extend(strings.iter().map(|v| v.unwrap_or_default().to_string()));
+        }
+    }
+    out
+}
+
 #[test]
 fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
     let t = TestDir::new();
@@ -101,25 +120,12 @@ fn planted_duplicates_are_found_exactly_and_the_cache_is_reused() {
     assert!(summary["hashed_now"].as_u64().expect("count") > 0);
     let html = std::fs::read_to_string(t.path("dd/report.html")).expect("report");
     assert!(html.contains("cifar10-test") && html.contains("data:image/png;base64,"));
-    let pairs = std::fs::File::open(t.path("dd/pairs.parquet")).expect("pairs");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(pairs)
-        .expect("parquet")
-        .build()
-        .expect("reader");
-    let mut rows = 0;
+    let [keys, views, verdicts] = pair_columns(&t.path("dd/pairs.parquet"), ["upstream_key", "view", "verdict"]);
+    let rows = keys.len();
     let mut cropped_view = None;
-    for batch in reader {
-        let batch = batch.expect("batch");
-        rows += batch.num_rows();
-        let column = |name: &str| {
-            let array = batch.column_by_name(name).expect(name);
-            let strings = array.as_any().downcast_ref::<arrow_array::StringArray>().expect("utf8");
-            strings.iter().map(|v| v.unwrap_or_default().to_string()).collect::<Vec<_>>()
-        };
-        for ((key, view), verdict) in column("upstream_key").into_iter().zip(column("view")).zip(column("verdict")) {
-            if key.ends_with("planted_055") && verdict == "duplicate" {
-                cropped_view = Some(view);
-            }
+    for ((key, view), verdict) in keys.into_iter().zip(views).zip(verdicts) {
+        if key.ends_with("planted_055") && verdict == "duplicate" {
+            cropped_view = Some(view);
         }
     }
     assert!(rows >= PLANTED.len());
@@ -183,4 +189,81 @@ fn flat_images_never_match_and_a_dataset_path_works_as_test_set() {
     assert_eq!(summary["test_sets"][0]["test_images"], 8);
     let excluded = std::fs::read_to_string(t.path("dd/exclude.txt")).expect("exclude.txt");
     assert_eq!(excluded.lines().collect::<Vec<_>>(), vec!["b/copy_of_pic_2"], "{summary}");
+}
+
+/// A one-axis test image (irregular vertical stripes, like wood grain), 32x32: plain PDQ has no
+/// energy to hash in it, so its copies are found through the sheared CIFAR channel.
+fn stripes(seed: u64) -> RgbImage {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // 17 random levels, linearly interpolated: stripes 2 px wide and wider, as real grain is
+    // at 32 px (one-pixel stripes do not survive any resize).
+    let levels: Vec<f32> = (0..17).map(|_| rng.random_range(40.0..210.0)).collect();
+    RgbImage::from_fn(32, 32, |x, _| {
+        let at = x as f32 / 2.0;
+        let (i, f) = (at as usize, at.fract());
+        let v = levels[i] * (1.0 - f) + levels[i + 1] * f;
+        image::Rgb([v as u8, (v * 0.8) as u8, (v * 0.55) as u8])
+    })
+}
+
+/// CIFAR-10 binary records (label byte, then the red, green and blue planes) of `images`.
+fn cifar_records(images: &[RgbImage]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        out.push((i % 10) as u8);
+        for c in 0..3 {
+            out.extend(image.pixels().map(|p| p.0[c]));
+        }
+    }
+    out
+}
+
+#[test]
+fn resized_copies_of_one_axis_images_are_found_through_the_sheared_channel() {
+    let t = TestDir::new();
+    // Test set: stripe patterns among the fixture's CIFAR-like pictures.
+    let mut tests: Vec<RgbImage> = (0..24)
+        .map(|i| RgbImage::from_raw(32, 32, cifar_test_picture(fx::CifarVariant::Cifar10, SEED, i).rgb).expect("32x32"))
+        .collect();
+    let striped = [5usize, 11, 19];
+    for (k, &i) in striped.iter().enumerate() {
+        tests[i] = stripes(300 + k as u64);
+    }
+    std::fs::create_dir_all(t.path("data/cifar-10-batches-bin")).expect("mkdir");
+    std::fs::write(t.path("data/cifar-10-batches-bin/test_batch.bin"), cifar_records(&tests)).expect("write");
+    // Upstream: a 256 px JPEG copy of each stripe test image (the middle one mirrored), other
+    // stripe patterns, and distinct pictures.
+    std::fs::create_dir_all(t.path("up/a")).expect("mkdir");
+    for (k, &i) in striped.iter().enumerate() {
+        let mut big = imageops::resize(&tests[i], 256, 256, imageops::FilterType::Triangle);
+        if k == 1 {
+            big = imageops::flip_horizontal(&big);
+        }
+        std::fs::write(t.path(&format!("up/a/copy_{i:02}.jpg")), jpeg(&big, 80)).expect("write");
+    }
+    for k in 0..6u64 {
+        let other = imageops::resize(&stripes(900 + k), 256, 256, imageops::FilterType::Triangle);
+        std::fs::write(t.path(&format!("up/a/other_stripes_{k}.jpg")), jpeg(&other, 80)).expect("write");
+        std::fs::write(t.path(&format!("up/a/distinct_{k}.jpg")), jpeg(&distinct(2000 + k), 90)).expect("write");
+    }
+    t.bitkit(&["ingest", "--format", "folder", "up", "--out", "ds", "--quiet"]).expect_code(0);
+
+    let args = ["dedup", "ds", "--against", "cifar10-test", "--data-dir", "data", "--json"];
+    let summary = t.bitkit(&[&args[..], &["--out", "dd"]].concat()).expect_code(0).json();
+    let excluded: Vec<String> =
+        std::fs::read_to_string(t.path("dd/exclude.txt")).expect("exclude.txt").lines().map(str::to_string).collect();
+    let expected: Vec<String> = striped.iter().map(|i| format!("a/copy_{i:02}")).collect();
+    assert_eq!(excluded, expected, "{summary}");
+    let [views, verdicts] = pair_columns(&t.path("dd/pairs.parquet"), ["view", "verdict"]);
+    let sheared = views
+        .iter()
+        .zip(&verdicts)
+        .filter(|(view, verdict)| *verdict == "duplicate" && view.ends_with("_sheared"))
+        .count();
+    assert_eq!(sheared, striped.len());
+
+    // Without the channel (radius 0: only a bit-identical sheared hash would match) plain PDQ
+    // misses them: the channel is what finds these copies.
+    let without = t.bitkit(&[&args[..], &["--out", "dd0", "--radius-sheared", "0"]].concat()).expect_code(0).json();
+    assert_eq!(without["excluded"], 0, "{without}");
 }

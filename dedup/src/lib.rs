@@ -5,6 +5,8 @@
 //!   variants from one DCT.
 //! - [`views`]: canonical views of an image (border trimming, full frame, centre square, the
 //!   32x32 CIFAR channel) and the aligned grayscale thumbnails verification compares.
+//! - [`shear`]: the sheared CIFAR channel, which makes one-axis patterns (stripes, wood
+//!   grain) hashable: PDQ's DCT block has no energy for them.
 //! - [`verify`]: pixel-level verification of a candidate pair (NCC and SSIM).
 //! - [`search`]: exact Hamming range search over the test-side index (multi-index hashing
 //!   and a flat scan; `blocked`: the cache-blocked, AVX-512 scan of many queries at once).
@@ -20,6 +22,7 @@ pub mod pdq;
 pub mod report;
 pub mod run;
 pub mod search;
+pub mod shear;
 pub mod testsets;
 pub mod verify;
 pub mod views;

@@ -20,7 +20,9 @@ pub struct PairRow {
     pub test_set: String,
     pub test_index: i64,
     pub test_name: String,
-    /// The view both sides were hashed in: `full` or `center`.
+    /// The view both sides were hashed in: `full`, `center` or `raw`; `full_inset` / `raw_inset`
+    /// when found through an inset frame of the test image, `full_sheared` / `raw_sheared` through
+    /// the sheared CIFAR channel (one-axis test images).
     pub view: String,
     /// The dihedral variant of the test image that matched (`identity`, `flip_x`, ...).
     pub flip: String,

@@ -1,13 +1,15 @@
 //! `bitkit dedup`: hash the upstream dataset (cached), index the test sets, search, verify,
 //! write the outputs.
 //!
-//! 1. Upstream: every row's 4 hashes (2 views x 2 channels) from the cache beside the dataset,
-//!    hashing only rows whose content hash the cache lacks (all cores, DCT-scaled decode).
-//! 2. Test side: every image of every `--against` set, in its channel (CIFAR sets: the 32x32
-//!    channel, others native PDQ), both views, all 8 dihedral variants -> one Hamming index per
-//!    channel.
-//! 3. Search: each upstream hash (identity only) against the index of its channel, same view,
-//!    exact range search within the channel's radius.
+//! 1. Upstream: every row's 8 hashes ([`SLOTS`]: 3 views x the native and 32x32 CIFAR
+//!    channels, and the sheared CIFAR channel of the 2 uncropped views) from the cache beside
+//!    the dataset, hashing only rows whose content hash the cache lacks (all cores,
+//!    DCT-scaled decode).
+//! 2. Test side: every image of every `--against` set, in its channels (CIFAR sets: the 32x32
+//!    channel with 4 inset frames, and the sheared channel for one-axis images; others native
+//!    PDQ), every view, all 8 dihedral variants -> Hamming indexes per channel and view set.
+//! 3. Search: each upstream row's distinct hashes (identity only) against the indexes of their
+//!    channel that share a view, exact range search within the channel's radius.
 //! 4. Verify: for each (upstream row, test image) the candidates in order of distance are
 //!    compared on aligned grayscale (NCC and SSIM); the first that passes makes the pair a
 //!    `duplicate`, otherwise the closest is kept as `rejected`.
@@ -24,14 +26,16 @@ use bitkit_ingest::image::{Decoder, RgbImage};
 use rayon::prelude::*;
 
 use crate::hashes::{
-    content_hashes, decode_for_hashing, decode_scaled, hash_missing, HashCache, RowHashes, CACHE_FILE, VERIFY_MIN_SIDE,
+    content_hashes, decode_for_hashing, decode_scaled, hash_missing, HashCache, RowHashes, CACHE_FILE, SLOTS,
+    VERIFY_MIN_SIDE,
 };
 use crate::pairs::{write_pairs, PairRow};
-use crate::pdq::{pdq, pdq_dihedral_exact, Dihedral};
+use crate::pdq::{pdq, pdq_dihedral_exact, Dihedral, PdqHash};
 use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair};
 use crate::search::HammingIndex;
+use crate::shear::{needs_shear, sheared_dihedral_exact};
 use crate::testsets::{TestPixels, TestSet};
-use crate::verify::{verify, verify_inset, Verification};
+use crate::verify::{agreement, verify, verify_inset, Verification};
 use crate::views::{canonical, inset_frame, Channel, View};
 use crate::DedupError;
 
@@ -48,6 +52,8 @@ pub struct DedupConfig {
     pub radius: u32,
     /// Search radius for the 32x32 CIFAR channel (a 32x32 image carries less detail).
     pub radius_cifar: u32,
+    /// Search radius for the sheared CIFAR channel (one-axis test images only).
+    pub radius_sheared: u32,
     /// Verification: a pair is a duplicate when NCC >= this ...
     pub min_ncc: f32,
     /// ... and SSIM >= this,
@@ -75,6 +81,7 @@ impl DedupConfig {
             cache: None,
             radius: 31,
             radius_cifar: 56,
+            radius_sheared: 31,
             min_ncc: 0.90,
             min_ssim: 0.50,
             ssim_alone: 0.92,
@@ -262,75 +269,21 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 .collect()
         })
         .collect();
-    let mut entries: [Vec<TestEntry>; 2] = [Vec::new(), Vec::new()];
-    let mut codes: [Vec<[u64; 4]>; 2] = [Vec::new(), Vec::new()];
+    let mut entries: [Vec<TestEntry>; CHANNELS] = std::array::from_fn(|_| Vec::new());
+    let mut codes: [Vec<[u64; 4]>; CHANNELS] = std::array::from_fn(|_| Vec::new());
     for (s, set) in sets.iter().enumerate() {
-        let channel = if set.kind.is_cifar() { Channel::Cifar32 } else { Channel::Native };
-        let c = channel_slot(channel);
-        let hashed: Vec<Vec<(View, [crate::pdq::PdqHash; 8], u8)>> = decoded_tests[s]
-            .par_iter()
-            .map(|image| match image {
-                None => Vec::new(),
-                Some(image) => View::ALL
-                    .into_iter()
-                    .map(|view| {
-                        let (hashes, quality) = pdq_dihedral_exact(&canonical(image, view, channel));
-                        (view, hashes, quality)
-                    })
-                    .collect(),
-            })
-            .collect();
-        // CIFAR channel: also the inset frames of the full view, `(frame, hash, quality)`.
-        let insets: Vec<Vec<(usize, crate::pdq::PdqHash, u8)>> = decoded_tests[s]
-            .par_iter()
-            .map(|image| match image {
-                Some(image) if channel == Channel::Cifar32 => INSET_FRAMES
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &at)| {
-                        let p = pdq(&inset_frame(image, at));
-                        (k, p.hash, p.quality)
-                    })
-                    .filter(|(_, _, quality)| *quality > 0)
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        for (i, views) in hashed.into_iter().enumerate() {
-            // A quality-0 view (flat, or too small) hashes to all zeros: it would "match" every
-            // other flat image at distance 0, so it is not indexed (DEDUP.md §8: never match on
-            // unreliable hashes).
-            let views: Vec<_> = views.into_iter().filter(|v| v.2 > 0).collect();
-            for (d, dihedral) in Dihedral::ALL.into_iter().enumerate() {
-                let first = entries[c].len();
-                for (view, hashes, quality) in &views {
-                    let same = (first..entries[c].len())
-                        .find(|&k| codes[c][k] == hashes[d].0 && entries[c][k].quality == *quality);
-                    match same {
-                        Some(k) => entries[c][k].views = entries[c][k].views.with(*view),
-                        None => {
-                            let views = ViewSet::of(*view);
-                            let inset = None;
-                            entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality: *quality, inset });
-                            codes[c].push(hashes[d].0);
-                        }
-                    }
-                }
-            }
-            for &(k, hash, quality) in &insets[i] {
-                // Paired with the upstream views whose frame the inset is cut from.
-                let views = ViewSet::of(View::Full).with(View::Raw);
-                let (dihedral, inset) = (Dihedral::Identity, Some(k));
-                entries[c].push(TestEntry { set: s, image: i, views, dihedral, quality, inset });
-                codes[c].push(hash.0);
-            }
+        // CIFAR sets: the 32x32 channel, and the sheared one for their one-axis images.
+        let channels: &[Channel] =
+            if set.kind.is_cifar() { &[Channel::Cifar32, Channel::Cifar32Sheared] } else { &[Channel::Native] };
+        for &channel in channels {
+            index_test_set(s, channel, &decoded_tests[s], &mut entries, &mut codes);
         }
     }
     // One index per channel and view set: a query scans only the entries that share a view
     // with it (a `center` query skips the inset entries, a native `full` query the centre
     // squares), `(view set, index, entry ids)`.
     type Group = (ViewSet, HammingIndex, Vec<u32>);
-    let groups: Vec<Vec<Group>> = (0..2)
+    let groups: Vec<Vec<Group>> = (0..CHANNELS)
         .map(|c| {
             let mut sets: Vec<ViewSet> = entries[c].iter().map(|e| e.views).collect();
             sets.sort_by_key(|v| v.0);
@@ -352,12 +305,16 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     // candidate in every view the query and the entry share.
     let match_started = Instant::now();
     let mut candidates: Vec<Candidate> = Vec::new();
-    for channel in [Channel::Native, Channel::Cifar32] {
+    for channel in Channel::ALL {
         let c = channel_slot(channel);
         if groups[c].is_empty() {
             continue;
         }
-        let radius = if channel == Channel::Cifar32 { config.radius_cifar } else { config.radius };
+        let radius = match channel {
+            Channel::Native => config.radius,
+            Channel::Cifar32 => config.radius_cifar,
+            Channel::Cifar32Sheared => config.radius_sheared,
+        };
         // (row, views, upstream quality) and the code, per query.
         let mut queries: Vec<(usize, ViewSet, u8)> = Vec::new();
         let mut query_codes: Vec<[u64; 4]> = Vec::new();
@@ -468,8 +425,17 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                     // SSIM alone is trusted only on textured images: two near-flat thumbnails
                     // have SSIM ~1 whatever they show.
                     let textured = candidate.upstream_quality >= config.min_quality && e.quality >= config.min_quality;
-                    let pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim)
+                    let mut pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim)
                         || (textured && v.ssim >= config.ssim_alone);
+                    // A pair found through the sheared channel shows little two-dimensional
+                    // structure, which NCC and SSIM cannot tell apart: it must also agree in
+                    // detail or in colour.
+                    if pass && candidate.channel == Channel::Cifar32Sheared {
+                        pass = match (upstream_image.as_ref(), test) {
+                            (Some(u), Some(t)) => agreement(u, t, candidate.view, e.dihedral).passes(),
+                            _ => false,
+                        };
+                    }
                     PairRow {
                         upstream_key: upstream.index.key(*row).to_string(),
                         upstream_row: *row as i64,
@@ -478,6 +444,8 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                         test_name: sets[set].images[image].name.clone(),
                         view: if e.inset.is_some() {
                             format!("{}_inset", candidate.view.as_str())
+                        } else if candidate.channel == Channel::Cifar32Sheared {
+                            format!("{}_sheared", candidate.view.as_str())
                         } else {
                             candidate.view.as_str().to_string()
                         },
@@ -628,6 +596,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
         settings: vec![
             ("radius (native PDQ)".into(), config.radius.to_string()),
             ("radius (32x32 CIFAR channel)".into(), config.radius_cifar.to_string()),
+            ("radius (sheared CIFAR channel)".into(), config.radius_sheared.to_string()),
             ("min NCC".into(), config.min_ncc.to_string()),
             ("min SSIM".into(), config.min_ssim.to_string()),
             ("SSIM alone (both qualities >= min quality)".into(), config.ssim_alone.to_string()),
@@ -657,10 +626,95 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     Ok(summary)
 }
 
+/// Channels, each with its own test-side entries and indexes.
+const CHANNELS: usize = Channel::ALL.len();
+
 fn channel_slot(channel: Channel) -> usize {
     match channel {
         Channel::Native => 0,
         Channel::Cifar32 => 1,
+        Channel::Cifar32Sheared => 2,
+    }
+}
+
+/// The test-side hashes of one image in `channel`: per view the channel hashes (those of
+/// [`SLOTS`], the upstream side's), the 8 exact dihedral variants and the quality. The sheared
+/// channel hashes only images [`needs_shear`] picks (one-axis patterns).
+fn test_view_hashes(image: &RgbImage, channel: Channel) -> Vec<(View, [PdqHash; 8], u8)> {
+    if channel == Channel::Cifar32Sheared && !needs_shear(&canonical(image, View::Full, Channel::Cifar32)) {
+        return Vec::new();
+    }
+    SLOTS
+        .iter()
+        .filter(|(c, _)| *c == channel)
+        .map(|&(_, view)| {
+            let (hashes, quality) = match channel {
+                Channel::Cifar32Sheared => sheared_dihedral_exact(&canonical(image, view, Channel::Cifar32)),
+                _ => pdq_dihedral_exact(&canonical(image, view, channel)),
+            };
+            (view, hashes, quality)
+        })
+        .collect()
+}
+
+/// Adds the entries of test set `s` in `channel` (its decoded images, `None` where decoding
+/// failed) to the channel's entries and codes.
+fn index_test_set(
+    s: usize,
+    channel: Channel,
+    images: &[Option<RgbImage>],
+    entries: &mut [Vec<TestEntry>; CHANNELS],
+    codes: &mut [Vec<[u64; 4]>; CHANNELS],
+) {
+    let c = channel_slot(channel);
+    let (entries, codes) = (&mut entries[c], &mut codes[c]);
+    let hashed: Vec<Vec<(View, [PdqHash; 8], u8)>> = images
+        .par_iter()
+        .map(|image| image.as_ref().map(|image| test_view_hashes(image, channel)).unwrap_or_default())
+        .collect();
+    // CIFAR channel: also the inset frames of the full view, `(frame, hash, quality)`.
+    let insets: Vec<Vec<(usize, PdqHash, u8)>> = images
+        .par_iter()
+        .map(|image| match image {
+            Some(image) if channel == Channel::Cifar32 => INSET_FRAMES
+                .iter()
+                .enumerate()
+                .map(|(k, &at)| {
+                    let p = pdq(&inset_frame(image, at));
+                    (k, p.hash, p.quality)
+                })
+                .filter(|(_, _, quality)| *quality > 0)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    for (i, views) in hashed.into_iter().enumerate() {
+        // A quality-0 view (flat, or too small) hashes to all zeros: it would "match" every
+        // other flat image at distance 0, so it is not indexed (DEDUP.md §8: never match on
+        // unreliable hashes).
+        let views: Vec<_> = views.into_iter().filter(|v| v.2 > 0).collect();
+        for (d, dihedral) in Dihedral::ALL.into_iter().enumerate() {
+            let first = entries.len();
+            for (view, hashes, quality) in &views {
+                let same = (first..entries.len()).find(|&k| codes[k] == hashes[d].0 && entries[k].quality == *quality);
+                match same {
+                    Some(k) => entries[k].views = entries[k].views.with(*view),
+                    None => {
+                        let views = ViewSet::of(*view);
+                        let inset = None;
+                        entries.push(TestEntry { set: s, image: i, views, dihedral, quality: *quality, inset });
+                        codes.push(hashes[d].0);
+                    }
+                }
+            }
+        }
+        for &(k, hash, quality) in &insets[i] {
+            // Paired with the upstream views whose frame the inset is cut from.
+            let views = ViewSet::of(View::Full).with(View::Raw);
+            let (dihedral, inset) = (Dihedral::Identity, Some(k));
+            entries.push(TestEntry { set: s, image: i, views, dihedral, quality, inset });
+            codes.push(hash.0);
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use bitkit_ingest::image::RgbImage;
 
-use crate::pdq::Dihedral;
+use crate::pdq::{luma, Dihedral};
 use crate::views::{canonical, gray_thumb, inset_frame, Channel, View, CIFAR_SIDE};
 
 /// SSIM window side (uniform window, as `skimage.metrics.structural_similarity`'s default).
@@ -94,6 +94,7 @@ pub struct Verification {
 
 /// The grayscale thumbnail of `image` that verification compares for `(view, channel)`.
 pub fn thumb(image: &RgbImage, view: View, channel: Channel) -> Vec<f32> {
+    let channel = channel.verified_as();
     gray_thumb(&canonical(image, view, channel), channel.thumb_side())
 }
 
@@ -120,6 +121,70 @@ pub fn verify_inset(
     at: (f64, f64),
 ) -> Verification {
     compare(upstream, view, Channel::Cifar32, dihedral, &gray_thumb(&inset_frame(test, at), CIFAR_SIDE))
+}
+
+/// What else two CIFAR-channel images agree on, for pairs found through the sheared channel:
+/// their images vary along one axis (or hardly at all), so NCC and SSIM alone cannot tell a
+/// copy from another image with a similar profile (any two vertical gradients correlate at
+/// ~0.95, whatever their colour). A copy agrees in its detail or in its colours.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Agreement {
+    /// NCC of the detail (luma minus its 3x3 mean) of the aligned 32x32 images, -1..1.
+    pub detail_ncc: f32,
+    /// Mean absolute difference of the aligned 32x32 RGB images, 0..255.
+    pub colour_diff: f32,
+}
+
+impl Agreement {
+    /// Detail NCC at or above this is agreement: true pairs of the evaluation found through the
+    /// sheared channel had p5 >= 0.96 for resize, flip, grayscale, brightness and contrast
+    /// copies (0.6-0.7 for JPEG q20, crops and letterbox, which agree in colour instead), while
+    /// different crops of one photo (an aurora sky at other offsets) reach 0.5-0.8.
+    pub const MIN_DETAIL_NCC: f32 = 0.9;
+    /// A mean RGB difference at or below this is agreement: true pairs without a colour
+    /// transformation had p95 <= 7 (JPEG q20: 2.8); other images with a similar profile 59
+    /// (median), and a blue gradient against brown stripes far more.
+    pub const MAX_COLOUR_DIFF: f32 = 10.0;
+
+    pub fn passes(&self) -> bool {
+        self.detail_ncc >= Self::MIN_DETAIL_NCC || self.colour_diff <= Self::MAX_COLOUR_DIFF
+    }
+}
+
+/// [`Agreement`] of the CIFAR-channel `view`s of a candidate pair found with the test image's
+/// `dihedral` variant (the upstream turned back as in [`verify`]).
+pub fn agreement(upstream: &RgbImage, test: &RgbImage, view: View, dihedral: Dihedral) -> Agreement {
+    let up = dihedral.inverse().apply_rgb(&canonical(upstream, view, Channel::Cifar32));
+    let test = canonical(test, view, Channel::Cifar32);
+    let side = CIFAR_SIDE as usize;
+    if up.pixels.len() != side * side * 3 || test.pixels.len() != up.pixels.len() {
+        return Agreement { detail_ncc: 0.0, colour_diff: 255.0 };
+    }
+    let colour_diff = up.pixels.iter().zip(&test.pixels).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum::<u64>() as f32
+        / up.pixels.len() as f32;
+    let detail_ncc = ncc(&detail(&luma(&up), side), &detail(&luma(&test), side));
+    Agreement { detail_ncc, colour_diff }
+}
+
+/// `plane` minus its 3x3 box mean (edges clamped): what is left of a gradient is ~0, of a
+/// stripe pattern the stripes.
+fn detail(plane: &[f32], side: usize) -> Vec<f32> {
+    let at = |r: isize, c: isize| {
+        let clamp = |v: isize| v.clamp(0, side as isize - 1) as usize;
+        plane[clamp(r) * side + clamp(c)]
+    };
+    (0..side * side)
+        .map(|i| {
+            let (r, c) = ((i / side) as isize, (i % side) as isize);
+            let mut sum = 0.0;
+            for dr in -1..=1 {
+                for dc in -1..=1 {
+                    sum += at(r + dr, c + dc);
+                }
+            }
+            plane[i] - sum / 9.0
+        })
+        .collect()
 }
 
 /// The upstream's `(view, channel)` thumbnail, turned back into the test image's orientation,

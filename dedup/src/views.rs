@@ -48,15 +48,20 @@ pub enum Channel {
     Native,
     /// Area-downsampled (squashed) to 32x32 first: the CIFAR channel.
     Cifar32,
+    /// The CIFAR channel's 32x32 image, [sheared](crate::shear) (a fixed pixel permutation)
+    /// before hashing, so that one-axis patterns have energy PDQ sees. Verified as
+    /// [`Channel::Cifar32`]: the pixels compared are the unsheared ones.
+    Cifar32Sheared,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 2] = [Channel::Native, Channel::Cifar32];
+    pub const ALL: [Channel; 3] = [Channel::Native, Channel::Cifar32, Channel::Cifar32Sheared];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Native => "native",
             Channel::Cifar32 => "cifar32",
+            Channel::Cifar32Sheared => "cifar32_sheared",
         }
     }
 
@@ -64,7 +69,16 @@ impl Channel {
     pub fn thumb_side(self) -> u32 {
         match self {
             Channel::Native => 64,
-            Channel::Cifar32 => 32,
+            Channel::Cifar32 | Channel::Cifar32Sheared => 32,
+        }
+    }
+
+    /// The channel whose canonical pixels verification compares: the sheared channel's
+    /// permutation only serves the hash.
+    pub fn verified_as(self) -> Channel {
+        match self {
+            Channel::Cifar32Sheared => Channel::Cifar32,
+            other => other,
         }
     }
 }
@@ -470,12 +484,14 @@ pub fn inset_frame(image: &RgbImage, at: (f64, f64)) -> RgbImage {
 }
 
 /// The canonical image hashed for `(view, channel)`: [`view`], then for [`Channel::Cifar32`]
-/// [`area_downsample`] to 32x32 (a no-op for a 32x32 image without uniform borders).
+/// [`area_downsample`] to 32x32 (a no-op for a 32x32 image without uniform borders), and for
+/// [`Channel::Cifar32Sheared`] that [`shear`](crate::shear::shear)ed.
 pub fn canonical(image: &RgbImage, view_kind: View, channel: Channel) -> RgbImage {
     let v = view(image, view_kind);
     match channel {
         Channel::Native => v,
         Channel::Cifar32 => area_downsample(&v, CIFAR_SIDE, CIFAR_SIDE),
+        Channel::Cifar32Sheared => crate::shear::shear(&area_downsample(&v, CIFAR_SIDE, CIFAR_SIDE)),
     }
 }
 

@@ -53,6 +53,9 @@ pub struct DedupArgs {
     /// Hamming radius for the 32x32 CIFAR channel (PDQ of a 32x32 image is less stable; verification filters)
     #[arg(long, default_value_t = 56)]
     pub radius_cifar: u32,
+    /// Hamming radius for the sheared CIFAR channel (one-axis test images: stripes, wood grain)
+    #[arg(long, default_value_t = 31)]
+    pub radius_sheared: u32,
     /// Verification: minimum normalized cross-correlation
     #[arg(long, default_value_t = 0.90)]
     pub min_ncc: f32,
@@ -101,6 +104,7 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
         cache,
         radius,
         radius_cifar,
+        radius_sheared,
         min_ncc,
         min_ssim,
         ssim_alone,
@@ -112,6 +116,7 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
     config.cache = cache;
     config.radius = radius;
     config.radius_cifar = radius_cifar;
+    config.radius_sheared = radius_sheared;
     config.min_ncc = min_ncc;
     config.min_ssim = min_ssim;
     config.ssim_alone = ssim_alone;
@@ -120,7 +125,8 @@ pub fn run_command(args: DedupArgs) -> anyhow::Result<Outcome> {
         "dedup",
         serde_json::json!({
             "dataset": dataset, "out": out, "against": config.against, "data_dir": config.data_dir, "cache": config.cache,
-            "radius": config.radius, "radius_cifar": config.radius_cifar, "min_ncc": config.min_ncc,
+            "radius": config.radius, "radius_cifar": config.radius_cifar, "radius_sheared": config.radius_sheared,
+            "min_ncc": config.min_ncc,
             "min_ssim": config.min_ssim, "ssim_alone": config.ssim_alone, "write_clean": clean,
         }),
         vec![FileRecord::of(&dataset.join("dataset.json"), "upstream-dataset")?],
