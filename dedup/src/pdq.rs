@@ -1303,4 +1303,153 @@ mod tests {
         let thr = t.elapsed() / n;
         eprintln!("128x128 stages: luma {load:?}, jarosz+decimate {down:?}, quality {qual:?}, dct {dct:?}, bits {thr:?} ({q})");
     }
+
+    /// Hashes of Meta's C++ PDQ (through the `pdqhash` package), printed by
+    /// `scripts/pdq_reference_vectors.py` for the images of [`reference_image`]: `(width, height,
+    /// seed, quality, the 8 dihedral hashes in the reference's order)`.
+    #[rustfmt::skip]
+    const REFERENCE: [(u32, u32, u64, u8, [&str; 8]); 10] = [
+        (5, 9, 1, 100, [
+            "c6f1348dc6733b0e390ecb726e5b318c93a4348dc671c673398ccb723b0ec372",
+            "a4b559ca5b4aa6351e0e1d8f34b7e270c1c859caa4b559ca5b4aa6353e171d8f",
+            "93a49e27932691a46c5b61d83b0e9b26c6f19e2793246cd96cd961d86e5b69d8",
+            "f1e0f3600e1f0c9f4b5bb72561e248da949df360f1e0f3600e1f0c9f6b42b725",
+            "c4f1cb72c673c4f1390e348d6c5bce7393a4cb72c671398c398c348d3b0e3c8d",
+            "91a461d893266e5b6c5b9e27390e64d9c6f161d8932493266cd99e276e5b9627",
+            "a4b5a6355b4a59ca1e0ee270b6b71d8fc1c8a635a4b5a6355b4a59ca3e17e270",
+            "f1e00c9f0e1ff3604b5b48dae3e2b725949d0c9ff1e00c9f0e1ff3606b4248da",
+        ]),
+        (32, 32, 2, 100, [
+            "80fdf7225d42dcc54b4b249739573957c49a5b68b624223aa73cc0fd7f828716",
+            "d4ad97b9473b8c9d3b468b54487b95b4948644bbc07c786288dc68d26f9360fb",
+            "d5a85d880817766f1e1e8e3d6c0292fd91cff1c2c3718890f2696a572ad72dbc",
+            "85f82d13126f26376e1721fe1d2e3f1ec1d3ee119529d2c8dd89c2783ac6ca51",
+            "80fd08dd5d42233a4b4bdb683957c7a8849aa497b624ddc5a73c3f027f8278e9",
+            "d5a8a2770817c9901e1ef1c26c026d02d1cf0e3de371776ff2699da82ad7f243",
+            "d0ad78c6473a73623b4274ab487b6b4b9486bb44c07c879d88dc972d6f939f04",
+            "85f8d26c124fd9c86e17de011d2ec0e1c1d311ee95292d37dd893d873ac635ae",
+        ]),
+        (32, 32, 3, 100, [
+            "ef93552ec84d132dc85eacd430f074f08f5d4b0f132d4ecb532a2f1337328cc7",
+            "bc8116a78706acd5acd53a68b0fe3f198711d07e532a707978f8c31ec85f4f0a",
+            "bac6ff809d1839879d0b067e65a5de5ada08e1a54678e461067f85b96267266d",
+            "f9d4bc0dd253067ff98090c2c5ab85bbd2447ac4067fdad32dad29b49d0ae5a0",
+            "ef93aad1c84decd2c85e532b30f08b0f8f5db4f0132db134532ad0ec37327338",
+            "bac6007f9f18c7789d0bf98165a521a5da081e5a46781bde077f7a466267d992",
+            "ac81e9588706532aacd5c59790fed0ee87112f91532a8f8678f87ce1c85fb0f5",
+            "e9d443f2d253f980f9806f3dc5ab7a44d244853b067f252c2dad964b9d0a1a5f",
+        ]),
+        (61, 97, 4, 100, [
+            "cc8430f3c5d9f8e45a6a3266ff01b70103fe48dba594479b1e278f0c136e76a3",
+            "b32445ae572120f49b4c5cc20f9fdc49f0f1833d5c8b9f0f28d66b514cdb9ca6",
+            "99d19a59b08c524e0f3f99ccaa541dab57abe271f0c1ed316b7225a6463bdc09",
+            "e671ef0402748a5ece19f6685aca76e3a5a4299709de35a57d83c1fb198e360c",
+            "dc84cf0cc5d9071b5a6acd99ff0140fe03feb724a594b8641e2770f3136e895c",
+            "89d165a6908cadb10f3f6733aa54ea5456ab1d8ef0c112ce4b72da59463b23f6",
+            "b324ba5157215f0b9a4ca33d0f9f23b6f0f17cc25c8b60f028d694ae4cdb6359",
+            "e67110fb227cf5a1cf1909975aca8d9ca5a4d66809deca5a7d833e04198ec9f3",
+        ]),
+        (64, 64, 5, 100, [
+            "98ea6273bb454c9bc8dab0e4972e572eb8c14b1baf15b364443a1f8caf14cb58",
+            "aeb326b664b2586b38e7ecd123779c889484136ec718a7949b4d58c9db488f1f",
+            "85bbc8d9ee10c6319d0f1a4ec27bfd84ed94e1b1fa4019ce116f3526fa4161f2",
+            "fbe60c1c31e7f2c1edb2467b36227622c9d1b9c4924d0d3ece1872638e1d25b5",
+            "98ea9d8cbb45b364c8da4f1b972ea8d1b8c1b4e4af154c9b443ae073af1434a7",
+            "85bb3426ee1019ce9d0fe5b1c27b027bed941e4efa40e631116f4ad9fa419e0d",
+            "aeb3594964b2a794b8e7132e637723779c84ec91c718586b9b4d2736db4870e0",
+            "fbe273e321e70d3e6db2b984362289ddc1d1463b924df2c1ce180d9c8e1dda4a",
+        ]),
+        (125, 94, 6, 100, [
+            "0378a4a48e5cc49864b987bc4b1f4b5fb4e478c37a423b47f321437bdc8bda29",
+            "7c8b6490c8f8ff042373837da73d78c25cc25e0bcc8d00fbbf07986f0376f4a0",
+            "362d0e1edb096e32b1ec2d161e4ac1f5e1b1d2692e1791eda674e9d189de7083",
+            "29dece3a9cad55ae762629d7f268d2690997f4a199d8aa51ea5232c556235e0a",
+            "63785b4b8e5c3b67e4b978434b1f94a0b4e4873c7b42c4b8f321bc84dc8b25d6",
+            "362df1e1db0991cdb1ecd2e91e4a1e0ae1b12d962e176e12a674162e89de8e7c",
+            "748b1b6f48f800fb23737c82a73d871c5cc2a1f4cc8dbf04bf07679003760b5f",
+            "29de31c59cadaa517626d628f2682d9609970b5e99d855aeea52cd3a5623a1f5",
+        ]),
+        (94, 125, 7, 100, [
+            "d70a64d084bd7362b4a164a2637843789c8f8f0d4b5e8c9d6b52172fb0f7ec99",
+            "a8d328d65e0b677900f9132a936c6c936c93acd53f069cc4a3f5df0994aed728",
+            "825fce7ad1e8d9c8e1f4ce08362da9d2c9da21a71e0b26373e07bd85e5a24633",
+            "7d84827c0b5e8dd315acb980c639463939c6067f6a53366cf6a075a3c1fb7d82",
+            "560a832f84bd8c9db4a19b5d6378bc879c8f70f24b5e73626b52e8d030e71366",
+            "825f3185d1e82637e1f431f7362d162dc9dada581e0bd9c83e07427ae5a2b9cc",
+            "a8d3d7295e0b988600f9ecd5936c936c6c93532a3f06633ba3f520f694ae28d7",
+            "fd867c830b5e322c55ac463fc63939c639c6f9806a53c991f6a08a5cc1fb827d",
+        ]),
+        (250, 188, 8, 100, [
+            "6633526ab5a5d628a63569f2d6290a5f29d6960d59ca29d74a5aad9591ec827d",
+            "3a4729d7ac948d9d05fc45bbdb49db4924b6aa44fe037262536bd628c5b854aa",
+            "3366f8c0e0f07cc2f360c358837ca0f57c8334a70c9f837d1f0f073fc4b928d7",
+            "6f12837df9c1273750e9ef118e1c71e371e310eeab56d8c8063e7c8290edfe00",
+            "6633ad95b5a529d7a635960dd629f5a029d669f259cad6284a5a526a91ec7d82",
+            "3366073fe0f0833df3603ca7837c5f0a7c83cb580c9f7c821f0ff8c0c4b9d728",
+            "3a47d628ac94726205bcba44db4924b624b645bbfe038d9d536b29d7c5b8ab55",
+            "6f127c82f9c1d8c850a910ee8e1c8e1c71e3ff11ab562737063e837d90ed01ff",
+        ]),
+        (500, 375, 9, 100, [
+            "0d1aed924b5225b674a30c9fcf19ce1930e6f3e18a5cda4994ad126df0e5f1e1",
+            "537b94ac58c3f720e73020f723740dbedccbdf0818cf08df873ceb51fc80f0a0",
+            "58cf47381e070f1c21f6a6359a4c64b365b3594bdf0970e3c1f8b8c7a5b05b4b",
+            "562e3e060d965d8ab2658a5df621af14899e75a24d9aa275d269c1fba9d55e0a",
+            "0f9e926d4b52da4975a3f361cf1931e630e60c1e8a5c25b694aded92f0e50e1e",
+            "58cfb8c71e07f0e321f659ca9a4c9b4c65b3a6b4df098f1cc1f84738a5b0a4b4",
+            "437b6b5358c308dfe730df082374f2415ccb20f718cff720873c14aefc800f5f",
+            "062ec1f90d96a275b26575a2762158eb899e8a5d4d9a5d8ad269be04a9d5a5f5",
+        ]),
+        (1024, 768, 10, 100, [
+            "2b522a57263649dbc63811ee64b3aa549b4cee1139c7b624d9c9d5a996ada9d4",
+            "09df65b3e371fb41d1e9d5a9e9d26b52162f2a562e1604be1c8e9a4cf620ad90",
+            "3e0780fd5363e371936dbb4431e600fece1944bb6c921c8e8c9c7f03c3f8037e",
+            "5c8acf19b62451eb84bc7f03bc87c1f8437a80fc7b43ae1449db30e6a375073a",
+            "6b52d5a82636b624c638ee1164b355ab9b4c11ee39c749dbd9c92a5696ad562a",
+            "3e077f0273631c8e936d44bb31e6ff01ce19bb446c92e3718c9c80fcc3f8fc80",
+            "09df1a4ce37104bed1e92a56e9d294ad162fd5a92e16fb411c8e65b3f620526e",
+            "5c8a30e69624ae1484bc80fcbc873e07437a7f037b4351eb49dbcf19a375f8c4",
+        ]),
+    ];
+
+    /// The script's test image, from integers only, and its luma as `pdqhash` computes it:
+    /// `float32(R * 0.299 + G * 0.587 + B * 0.114)` in float64, with R = G = B.
+    fn reference_image(width: u32, height: u32, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+        let grid: Vec<u64> = (0..81)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s % 200
+            })
+            .collect();
+        let (w, h) = (u64::from(width), u64::from(height));
+        let mut out = Vec::with_capacity((w * h) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let v = (grid[((y * 9 / h) * 9 + x * 9 / w) as usize] + (x * 7 + y * 13 + seed * 5) % 56) % 256;
+                let v = v as f64;
+                out.push((v * 0.299 + v * 0.587 + v * 0.114) as f32);
+            }
+        }
+        out
+    }
+
+    /// Bit-exact against the reference implementation, identity and the 8 variants from one
+    /// DCT, at sizes that exercise every Jarosz window and decimation path (5 px to 1024 px).
+    #[test]
+    fn hashes_equal_metas_reference_implementation() {
+        let mut hasher = PdqHasher::new();
+        for (width, height, seed, quality, expected) in REFERENCE {
+            let luma = reference_image(width, height, seed);
+            let (w, h) = (width as usize, height as usize);
+            let p = hasher.hash_luma(&luma, w, h);
+            assert_eq!((p.hash.to_hex().as_str(), p.quality), (expected[0], quality), "{width}x{height}");
+            let (variants, q) = hasher.hash_luma_dihedral(&luma, w, h);
+            assert_eq!(q, quality);
+            for ((hash, want), d) in variants.iter().zip(expected).zip(Dihedral::ALL) {
+                assert_eq!(hash.to_hex(), want, "{width}x{height} {d:?}");
+            }
+        }
+    }
 }
