@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::pdq::{luma, with_hasher, Pdq, PdqHash};
 use crate::shear::shear;
-use crate::views::{area_downsample_rect, view_rects, Channel, View, CIFAR_SIDE};
+use crate::views::{area_downsample_rect, view_rects, Channel, Rect, View, CIFAR_SIDE};
 use crate::DedupError;
 
 /// Bumped whenever the hashes of the same bytes change (decode scale, views, resampling): a
@@ -139,33 +139,39 @@ pub fn decode_scaled(
 /// permutes that 32x32 image); a view whose rectangle equals an earlier one's (the common
 /// case: nothing to trim, so `full` is `raw`) reuses its hashes.
 pub fn hash_pixels(image: &RgbImage) -> [Pdq; SLOT_COUNT] {
-    let slot = |channel: Channel, view: View| SLOTS.iter().position(|&s| s == (channel, view));
     let rects = view_rects(image);
+    let rect_of = |view: View| rects[View::ALL.iter().position(|&v| v == view).unwrap_or(0)];
     let plane = luma(image);
     let stride = image.width as usize;
     with_hasher(|hasher| {
         let mut out = [Pdq { hash: PdqHash::ZERO, quality: 0 }; SLOT_COUNT];
-        for (i, (rect, view)) in rects.iter().zip(View::ALL).enumerate() {
-            let same = rects[..i].iter().position(|r| r == rect).map(|k| View::ALL[k]);
-            for channel in Channel::ALL {
-                let Some(at) = slot(channel, view) else { continue };
-                if let Some(earlier) = same.and_then(|v| slot(channel, v)) {
-                    out[at] = out[earlier];
-                }
-            }
-            if same.is_some() {
+        // The CIFAR channel's 32x32 image of each distinct rectangle, made once for both CIFAR
+        // channels.
+        let mut small: Vec<(Rect, RgbImage)> = Vec::new();
+        for (at, &(channel, view)) in SLOTS.iter().enumerate() {
+            let rect = rect_of(view);
+            if let Some(earlier) = SLOTS[..at].iter().position(|&(c, v)| c == channel && rect_of(v) == rect) {
+                out[at] = out[earlier];
                 continue;
             }
-            let window = (rect.left as usize, rect.top as usize, rect.width as usize, rect.height as usize);
-            let small = area_downsample_rect(image, *rect, CIFAR_SIDE, CIFAR_SIDE);
-            for channel in Channel::ALL {
-                let Some(at) = slot(channel, view) else { continue };
-                out[at] = match channel {
-                    Channel::Native => hasher.hash_luma_window(&plane, stride, window),
-                    Channel::Cifar32 => hasher.hash(&small),
-                    Channel::Cifar32Sheared => hasher.hash(&shear(&small)),
-                };
-            }
+            out[at] = match channel {
+                Channel::Native => {
+                    let window = (rect.left as usize, rect.top as usize, rect.width as usize, rect.height as usize);
+                    hasher.hash_luma_window(&plane, stride, window)
+                }
+                Channel::Cifar32 | Channel::Cifar32Sheared => {
+                    let k = small.iter().position(|(r, _)| *r == rect).unwrap_or_else(|| {
+                        small.push((rect, area_downsample_rect(image, rect, CIFAR_SIDE, CIFAR_SIDE)));
+                        small.len() - 1
+                    });
+                    let cifar = &small[k].1;
+                    if channel == Channel::Cifar32Sheared {
+                        hasher.hash(&shear(cifar))
+                    } else {
+                        hasher.hash(cifar)
+                    }
+                }
+            };
         }
         out
     })

@@ -326,10 +326,6 @@ fn dct_tables() -> &'static DctTables {
     })
 }
 
-/// Input width whose 64 decimated columns repeat in pairs (`decimate_index(j, 32) = j / 2`):
-/// the CIFAR channel's.
-const PAIRED_COLS: usize = 32;
-
 /// `computeJaroszFilterWindowSize(old, 64)`: `(old + 2*64 - 1) / (2*64)`, i.e. rounded up.
 #[inline]
 fn jarosz_window(old: usize) -> usize {
@@ -566,11 +562,6 @@ pub struct PdqHasher {
     cols1: Vec<f32>,
     cols2: Vec<f32>,
     a64: Vec<f32>,
-    /// Whether the input was [`PAIRED_COLS`] wide, so that every column of `a64` is repeated
-    /// (the decimation samples column `j / 2`)...
-    paired: bool,
-    /// ... and then `a64`'s distinct columns, 64 x 32.
-    a32: Vec<f32>,
     t: Vec<f32>,
     dct: [f32; BITS],
     aux: [f32; BITS],
@@ -592,8 +583,6 @@ impl PdqHasher {
             cols1: Vec::new(),
             cols2: Vec::new(),
             a64: vec![0.0; SIDE * SIDE],
-            paired: false,
-            a32: vec![0.0; SIDE * PAIRED_COLS],
             t: vec![0.0; DCT_SIDE * SIDE],
             dct: [0.0; BITS],
             aux: [0.0; BITS],
@@ -735,7 +724,6 @@ impl PdqHasher {
     /// Jarosz filter and decimation of `buf1` into `a64` (a plain copy for 64x64 input).
     fn downsample(&mut self, rows: usize, cols: usize) {
         let n = rows * cols;
-        self.paired = false;
         if rows == SIDE && cols == SIDE {
             self.a64.copy_from_slice(&self.buf1[..n]);
             return;
@@ -764,48 +752,24 @@ impl PdqHasher {
             let r = decimate_index(i, rows);
             out.copy_from_slice(&self.cols2[r * SIDE..(r + 1) * SIDE]);
         }
-        if cols == PAIRED_COLS {
-            debug_assert!(col_at.chunks_exact(2).all(|p| p[0] == p[1]));
-            for (out, pair) in self.a32.iter_mut().zip(self.a64.chunks_exact(2)) {
-                *out = pair[0];
-            }
-            self.paired = true;
-        }
     }
 
     /// `dct64To16`: `B = D A D^T`, each sum accumulated in f32 in the reference's order
     /// (k = 0..64), vectorised across the independent outputs. Each output row is summed in a
     /// local array so the compiler keeps it in registers (with AVX2, 8 of them) instead of
-    /// loading and storing it at every step. When `A`'s columns repeat in pairs (a 32-wide
-    /// input, the CIFAR channel), so do `T`'s, computed by the same operations on the same
-    /// values: each is computed once (half of the first product; the same bits).
+    /// loading and storing it at every step.
     #[inline(always)]
     fn dct64_to_16(&mut self) {
         let tables = dct_tables();
         // T = D A (16 x 64).
-        if self.paired {
-            for (drow, trow) in tables.d.chunks_exact(SIDE).zip(self.t.chunks_exact_mut(SIDE)) {
-                let mut acc = [0f32; PAIRED_COLS];
-                for (&dik, arow) in drow.iter().zip(self.a32.chunks_exact(PAIRED_COLS)) {
-                    for (t, a) in acc.iter_mut().zip(arow) {
-                        *t += dik * a;
-                    }
-                }
-                for (pair, &v) in trow.chunks_exact_mut(2).zip(&acc) {
-                    pair[0] = v;
-                    pair[1] = v;
+        for (drow, trow) in tables.d.chunks_exact(SIDE).zip(self.t.chunks_exact_mut(SIDE)) {
+            let mut acc = [0f32; SIDE];
+            for (&dik, arow) in drow.iter().zip(self.a64.chunks_exact(SIDE)) {
+                for (t, a) in acc.iter_mut().zip(arow) {
+                    *t += dik * a;
                 }
             }
-        } else {
-            for (drow, trow) in tables.d.chunks_exact(SIDE).zip(self.t.chunks_exact_mut(SIDE)) {
-                let mut acc = [0f32; SIDE];
-                for (&dik, arow) in drow.iter().zip(self.a64.chunks_exact(SIDE)) {
-                    for (t, a) in acc.iter_mut().zip(arow) {
-                        *t += dik * a;
-                    }
-                }
-                trow.copy_from_slice(&acc);
-            }
+            trow.copy_from_slice(&acc);
         }
         // B = T D^T (16 x 16).
         for (trow, brow) in self.t.chunks_exact(SIDE).zip(self.dct.chunks_exact_mut(DCT_SIDE)) {

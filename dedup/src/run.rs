@@ -35,7 +35,7 @@ use crate::report::{png_thumbnail, render_html, Report, ReportCounts, ReportPair
 use crate::search::HammingIndex;
 use crate::shear::{needs_shear, sheared_dihedral_exact};
 use crate::testsets::{TestPixels, TestSet};
-use crate::verify::{agreement, verify, verify_inset, Verification};
+use crate::verify::{verify, verify_inset, verify_sheared, Verification};
 use crate::views::{canonical, inset_frame, Channel, View};
 use crate::DedupError;
 
@@ -276,7 +276,8 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
         let channels: &[Channel] =
             if set.kind.is_cifar() { &[Channel::Cifar32, Channel::Cifar32Sheared] } else { &[Channel::Native] };
         for &channel in channels {
-            index_test_set(s, channel, &decoded_tests[s], &mut entries, &mut codes);
+            let c = channel.index();
+            index_test_set(s, channel, &decoded_tests[s], &mut entries[c], &mut codes[c]);
         }
     }
     // One index per channel and view set: a query scans only the entries that share a view
@@ -306,7 +307,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     let match_started = Instant::now();
     let mut candidates: Vec<Candidate> = Vec::new();
     for channel in Channel::ALL {
-        let c = channel_slot(channel);
+        let c = channel.index();
         if groups[c].is_empty() {
             continue;
         }
@@ -368,7 +369,7 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
     type TestGroups<'a> = BTreeMap<(usize, usize), Vec<&'a Candidate>>;
     let mut groups: BTreeMap<usize, TestGroups> = BTreeMap::new();
     for candidate in &candidates {
-        let e = &entries[channel_slot(candidate.channel)][candidate.entry];
+        let e = &entries[candidate.channel.index()][candidate.entry];
         groups.entry(candidate.row).or_default().entry((e.set, e.image)).or_default().push(candidate);
     }
     let rows_to_verify: Vec<(usize, TestGroups)> = groups.into_iter().collect();
@@ -409,33 +410,32 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
                 let mut group = group.clone();
                 // Closest first; ties in view order, then dihedral order.
                 group.sort_by_key(|c| {
-                    let e = &entries[channel_slot(c.channel)][c.entry];
+                    let e = &entries[c.channel.index()][c.entry];
                     (c.distance, ViewSet::of(c.view).0, e.dihedral.index(), c.entry)
                 });
                 let test = verification_image(set, image);
                 let judge = |candidate: &&Candidate| {
-                    let e = &entries[channel_slot(candidate.channel)][candidate.entry];
-                    let v = match (upstream_image.as_ref(), test) {
+                    let e = &entries[candidate.channel.index()][candidate.entry];
+                    // `agrees`: a pair found through the sheared channel shows little
+                    // two-dimensional structure, which NCC and SSIM cannot tell apart, so it
+                    // must also agree in detail or in colour.
+                    let (v, agrees) = match (upstream_image.as_ref(), test) {
                         (Some(u), Some(t)) if e.inset.is_some() => {
-                            verify_inset(u, t, candidate.view, e.dihedral, INSET_FRAMES[e.inset.unwrap_or(0)])
+                            (verify_inset(u, t, candidate.view, e.dihedral, INSET_FRAMES[e.inset.unwrap_or(0)]), true)
                         }
-                        (Some(u), Some(t)) => verify(u, t, candidate.view, candidate.channel, e.dihedral),
-                        _ => Verification { ncc: 0.0, ssim: 0.0 },
+                        (Some(u), Some(t)) if candidate.channel == Channel::Cifar32Sheared => {
+                            let (v, agreement) = verify_sheared(u, t, candidate.view, e.dihedral);
+                            (v, agreement.passes())
+                        }
+                        (Some(u), Some(t)) => (verify(u, t, candidate.view, candidate.channel, e.dihedral), true),
+                        _ => (Verification { ncc: 0.0, ssim: 0.0 }, false),
                     };
                     // SSIM alone is trusted only on textured images: two near-flat thumbnails
                     // have SSIM ~1 whatever they show.
                     let textured = candidate.upstream_quality >= config.min_quality && e.quality >= config.min_quality;
-                    let mut pass = (v.ncc >= config.min_ncc && v.ssim >= config.min_ssim)
-                        || (textured && v.ssim >= config.ssim_alone);
-                    // A pair found through the sheared channel shows little two-dimensional
-                    // structure, which NCC and SSIM cannot tell apart: it must also agree in
-                    // detail or in colour.
-                    if pass && candidate.channel == Channel::Cifar32Sheared {
-                        pass = match (upstream_image.as_ref(), test) {
-                            (Some(u), Some(t)) => agreement(u, t, candidate.view, e.dihedral).passes(),
-                            _ => false,
-                        };
-                    }
+                    let pass = agrees
+                        && ((v.ncc >= config.min_ncc && v.ssim >= config.min_ssim)
+                            || (textured && v.ssim >= config.ssim_alone));
                     PairRow {
                         upstream_key: upstream.index.key(*row).to_string(),
                         upstream_row: *row as i64,
@@ -629,28 +629,25 @@ pub fn run(config: &DedupConfig, progress: &(dyn Fn(u64) + Sync)) -> Result<Dedu
 /// Channels, each with its own test-side entries and indexes.
 const CHANNELS: usize = Channel::ALL.len();
 
-fn channel_slot(channel: Channel) -> usize {
-    match channel {
-        Channel::Native => 0,
-        Channel::Cifar32 => 1,
-        Channel::Cifar32Sheared => 2,
-    }
-}
-
 /// The test-side hashes of one image in `channel`: per view the channel hashes (those of
 /// [`SLOTS`], the upstream side's), the 8 exact dihedral variants and the quality. The sheared
 /// channel hashes only images [`needs_shear`] picks (one-axis patterns).
 fn test_view_hashes(image: &RgbImage, channel: Channel) -> Vec<(View, [PdqHash; 8], u8)> {
-    if channel == Channel::Cifar32Sheared && !needs_shear(&canonical(image, View::Full, Channel::Cifar32)) {
-        return Vec::new();
-    }
-    SLOTS
+    // The sheared channel hashes (its variants of) the CIFAR channel's images.
+    let images: Vec<(View, RgbImage)> = SLOTS
         .iter()
         .filter(|(c, _)| *c == channel)
-        .map(|&(_, view)| {
+        .map(|&(_, view)| (view, canonical(image, view, channel.verified_as())))
+        .collect();
+    if channel == Channel::Cifar32Sheared && !images.iter().any(|(v, i)| *v == View::Full && needs_shear(i)) {
+        return Vec::new();
+    }
+    images
+        .into_iter()
+        .map(|(view, image)| {
             let (hashes, quality) = match channel {
-                Channel::Cifar32Sheared => sheared_dihedral_exact(&canonical(image, view, Channel::Cifar32)),
-                _ => pdq_dihedral_exact(&canonical(image, view, channel)),
+                Channel::Cifar32Sheared => sheared_dihedral_exact(&image),
+                _ => pdq_dihedral_exact(&image),
             };
             (view, hashes, quality)
         })
@@ -658,16 +655,14 @@ fn test_view_hashes(image: &RgbImage, channel: Channel) -> Vec<(View, [PdqHash; 
 }
 
 /// Adds the entries of test set `s` in `channel` (its decoded images, `None` where decoding
-/// failed) to the channel's entries and codes.
+/// failed) to that channel's `entries` and `codes`.
 fn index_test_set(
     s: usize,
     channel: Channel,
     images: &[Option<RgbImage>],
-    entries: &mut [Vec<TestEntry>; CHANNELS],
-    codes: &mut [Vec<[u64; 4]>; CHANNELS],
+    entries: &mut Vec<TestEntry>,
+    codes: &mut Vec<[u64; 4]>,
 ) {
-    let c = channel_slot(channel);
-    let (entries, codes) = (&mut entries[c], &mut codes[c]);
     let hashed: Vec<Vec<(View, [PdqHash; 8], u8)>> = images
         .par_iter()
         .map(|image| image.as_ref().map(|image| test_view_hashes(image, channel)).unwrap_or_default())

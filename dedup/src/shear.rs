@@ -18,7 +18,7 @@
 //! verification must reject, small; and because images with little two-dimensional structure
 //! correlate with each other easily (any two vertical gradients have NCC ~0.95), a pair found
 //! in this channel must also agree in detail or in colour
-//! ([`agreement`](crate::verify::agreement)).
+//! ([`verify_sheared`](crate::verify::verify_sheared)).
 //! Upstream images are all hashed in this channel too (one more PDQ of a 32x32 image, for
 //! the `full` and `raw` views): whether a copy is one-dimensional is decided by its test image.
 

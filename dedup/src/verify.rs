@@ -151,19 +151,27 @@ impl Agreement {
     }
 }
 
-/// [`Agreement`] of the CIFAR-channel `view`s of a candidate pair found with the test image's
-/// `dihedral` variant (the upstream turned back as in [`verify`]).
-pub fn agreement(upstream: &RgbImage, test: &RgbImage, view: View, dihedral: Dihedral) -> Agreement {
+/// [`verify`] for a candidate found through the sheared channel (verified on the unsheared
+/// CIFAR-channel `view`s), and the pair's [`Agreement`]: each image canonicalised once for
+/// both. The 32x32 luma planes are the thumbnails [`verify`] compares.
+pub fn verify_sheared(
+    upstream: &RgbImage,
+    test: &RgbImage,
+    view: View,
+    dihedral: Dihedral,
+) -> (Verification, Agreement) {
     let up = dihedral.inverse().apply_rgb(&canonical(upstream, view, Channel::Cifar32));
     let test = canonical(test, view, Channel::Cifar32);
     let side = CIFAR_SIDE as usize;
+    let (up_luma, test_luma) = (luma(&up), luma(&test));
+    let verification = Verification { ncc: ncc(&up_luma, &test_luma), ssim: ssim(&up_luma, &test_luma, side) };
     if up.pixels.len() != side * side * 3 || test.pixels.len() != up.pixels.len() {
-        return Agreement { detail_ncc: 0.0, colour_diff: 255.0 };
+        return (verification, Agreement { detail_ncc: 0.0, colour_diff: 255.0 });
     }
     let colour_diff = up.pixels.iter().zip(&test.pixels).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum::<u64>() as f32
         / up.pixels.len() as f32;
-    let detail_ncc = ncc(&detail(&luma(&up), side), &detail(&luma(&test), side));
-    Agreement { detail_ncc, colour_diff }
+    let detail_ncc = ncc(&detail(&up_luma, side), &detail(&test_luma, side));
+    (verification, Agreement { detail_ncc, colour_diff })
 }
 
 /// `plane` minus its 3x3 box mean (edges clamped): what is left of a gradient is ~0, of a

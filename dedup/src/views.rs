@@ -57,6 +57,11 @@ pub enum Channel {
 impl Channel {
     pub const ALL: [Channel; 3] = [Channel::Native, Channel::Cifar32, Channel::Cifar32Sheared];
 
+    /// Position in [`Channel::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Native => "native",
