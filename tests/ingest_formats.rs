@@ -352,3 +352,35 @@ fn max_side_reencodes_large_images_and_keeps_the_original_hash() {
     assert_eq!(m.config["reencode"]["max_side"], 128);
     assert_eq!(m.config["reencode"]["quality"], 90);
 }
+
+#[test]
+fn mapped_and_streamed_reading_give_byte_identical_datasets() {
+    let t = TestDir::new();
+    let set = fx::synthetic_set(3, 4, 31);
+    fx::write_imagenet_tars(&t.path("dir"), &set).expect("fixtures");
+    fx::write_imagenet_outer_tar(&t.path("outer.tar"), &set).expect("fixtures");
+    fx::write_tfrecord(&t.path("tfr"), &set, &fx::TfRecordOptions { shards: 2, ..Default::default() })
+        .expect("fixtures");
+    fx::write_webdataset(&t.path("wds"), &set, 4, fx::WebDatasetLabel::Cls).expect("fixtures");
+    fx::write_flat_tar(&t.path("flat.tar"), &set).expect("fixtures");
+    let inputs = [
+        ("imagenet-tar", "dir"),
+        ("imagenet-tar", "outer.tar"),
+        ("tfrecord", "tfr"),
+        ("webdataset", "wds"),
+        ("tar", "flat.tar"),
+    ];
+    for (n, (format, input)) in inputs.into_iter().enumerate() {
+        let (mapped, streamed) = (format!("m{n}"), format!("s{n}"));
+        // Small row groups: several image column chunks per part.
+        let common = ["ingest", "--format", format, input, "--row-group-mb", "1", "--quiet"];
+        t.bitkit(&[&common[..], &["--out", &mapped]].concat()).expect_code(0);
+        t.bitkit(&[&common[..], &["--out", &streamed, "--no-mmap"]].concat()).expect_code(0);
+        let written = files(&t.path(&mapped));
+        assert_eq!(written, files(&t.path(&streamed)), "{format} {input}");
+        assert_eq!(rows(&t.path(&mapped)).len(), 12, "{format} {input}");
+        for part in manifest(&t.path(&mapped)).parts {
+            assert_eq!(part.blake3, blake3::hash(&written[&part.file]).to_hex().to_string());
+        }
+    }
+}

@@ -127,9 +127,10 @@ fn memory_stays_bounded_on_a_shard_far_larger_than_the_bound() {
     assert_eq!(summary["records_written"], 100);
     let peak = summary["peak_rss_bytes"].as_u64().expect("Linux reports VmHWM");
     let baseline = summary["baseline_rss_bytes"].as_u64().expect("Linux reports VmRSS");
-    // The documented bound for these settings: (3R + 3) x 8 MiB chunks with R = 1 reader,
-    // a 16 MiB writer batch, a 16 MiB row group, one 4 MiB record: < 200 MiB above what the
-    // binary and its libraries (libtorch with the trainer) hold at start, for a 400 MiB shard.
+    // The documented bound for these settings: (6R + 3) x 2 MiB chunks with R = 1 reader, two
+    // 16 MiB row groups (one being written, one filling), one 4 MiB record, and the reader's
+    // 16 MiB map window: < 200 MiB above what the binary and its libraries (libtorch with the
+    // trainer) hold at start, for a 400 MiB shard.
     assert!(
         peak - baseline < 200 << 20,
         "peak RSS {} MiB above a baseline of {} MiB",

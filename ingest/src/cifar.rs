@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn limit_below_the_record_size_is_one_shard_error() {
-        let config = ReaderConfig { max_record_bytes: 3000 };
+        let config = ReaderConfig { max_record_bytes: 3000, ..Default::default() };
         let results = read_all(cifar_reader(
             io::Cursor::new(record(CifarVariant::Cifar10, 0, 1)),
             "s".into(),

@@ -302,7 +302,7 @@ mod tests {
         write(&class_dir.join("a.jpg"), &[1; 10]);
         write(&class_dir.join("b.jpg"), &[2; 11]);
         write(&class_dir.join("c.jpg"), &[3; 3]);
-        let results = walk(&class_dir, root.path(), &ReaderConfig { max_record_bytes: 10 });
+        let results = walk(&class_dir, root.path(), &ReaderConfig { max_record_bytes: 10, ..Default::default() });
         assert_eq!(results.len(), 3);
         let Err(error) = &results[1] else { panic!("b.jpg is too big") };
         assert_eq!(

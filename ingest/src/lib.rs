@@ -26,6 +26,7 @@ pub mod merge;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
+pub mod source;
 pub mod tar;
 pub mod tfrecord;
 pub mod webdataset;
@@ -39,6 +40,14 @@ pub struct ReaderConfig {
     /// Largest record (tar member, TFRecord payload, image file) read into memory; larger ones
     /// are rejected without being buffered, so memory stays bounded whatever a header claims.
     pub max_record_bytes: u64,
+    /// Read uncompressed shards through memory maps (see [`source`]); off: `read` them.
+    /// Does not change the output.
+    #[serde(default = "mmap_default")]
+    pub mmap: bool,
+}
+
+fn mmap_default() -> bool {
+    true
 }
 
 /// 256 MiB: far above any real image (ImageNet-21k's largest JPEG is ~15 MB), far below memory.
@@ -46,6 +55,6 @@ pub const DEFAULT_MAX_RECORD_BYTES: u64 = 256 << 20;
 
 impl Default for ReaderConfig {
     fn default() -> Self {
-        ReaderConfig { max_record_bytes: DEFAULT_MAX_RECORD_BYTES }
+        ReaderConfig { max_record_bytes: DEFAULT_MAX_RECORD_BYTES, mmap: true }
     }
 }

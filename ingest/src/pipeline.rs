@@ -13,10 +13,12 @@
 //!   Output does not depend on thread count or timing.
 //! - Memory: every channel is bounded and readers stay within 2R shards of the one being
 //!   drained ([`ShardWindow`]); a chunk holds at most [`CHUNK_RECORDS`] records or
-//!   [`CHUNK_BYTES`] of payload (or one record of up to `max_record_bytes`). Peak ≈
-//!   (6R + 3) × CHUNK_BYTES + the rows of one row group (`row_group_bytes`) + one
-//!   `max_record_bytes` record, with R = min(workers, 16, shards) readers: about 250 MiB with
-//!   the defaults on 2 cores, whatever the size of a shard or inner tar.
+//!   [`CHUNK_BYTES`] of payload (or one record of up to `max_record_bytes`). Records in flight
+//!   ≈ (6R + 3) × CHUNK_BYTES + two row groups (one being written, one filling:
+//!   2 × `row_group_bytes`) + one `max_record_bytes` record, with R = min(workers, 16, shards)
+//!   readers: about 160 MiB with the defaults on 2 cores, whatever the size of a shard or inner
+//!   tar. Read from a mapped shard ([`crate::source`]) they are views of page-cache pages (plus
+//!   at most one [`crate::source::WINDOW_BYTES`] window per reader), not copies.
 //! - Durability: parts are written under temporary names and renamed when whole
 //!   ([`crate::dataset::writer`]). After each part, `.ingest-state.json` records the parts,
 //!   rejects, per-shard counts and the position (shard, records consumed). A re-run of the same
@@ -43,7 +45,7 @@ use std::sync::{Arc, Condvar, Mutex};
 /// Records per chunk passed between stages.
 pub const CHUNK_RECORDS: usize = 256;
 /// Payload bytes per chunk passed between stages.
-pub const CHUNK_BYTES: u64 = 8 << 20;
+pub const CHUNK_BYTES: u64 = 2 << 20;
 /// Chunks buffered per channel.
 const CHANNEL_CHUNKS: usize = 2;
 /// Reader threads at most: framing is cheap; more readers only help on slow storage.

@@ -9,9 +9,11 @@
 
 use crate::cifar::{self, CifarVariant};
 use crate::classes::ClassList;
-use crate::compression::open_stream;
+use crate::compression::{open_stream, sniff_compression, Compression};
 use crate::formats::Format;
+use crate::source::MappedRegion;
 use crate::tar::{list_members, TarMember};
+use crate::tfrecord::TfRecordReader;
 use crate::{Error, ReaderConfig, RecordError, RejectKind, Result, ShardReader};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -334,6 +336,11 @@ pub fn open_shard(
         let _ = std::fs::read_dir(&shard.path).map_err(unreadable)?;
         return Ok(crate::folder::folder_reader(shard.path.clone(), root.to_path_buf(), config));
     }
+    if config.mmap {
+        if let Some(reader) = open_mapped(format, shard, config).map_err(unreadable)? {
+            return Ok(reader);
+        }
+    }
     let mut file = File::open(&shard.path).map_err(unreadable)?;
     let raw: Box<dyn Read + Send> = match &shard.member {
         Some(member) => {
@@ -356,6 +363,39 @@ pub fn open_shard(
         }
         Format::Folder => unreachable!("handled above"),
     })
+}
+
+/// The reader of an uncompressed shard of a tar-like or TFRecord format over a memory map of
+/// it ([`crate::source`]); `None` for compressed shards, other formats, and files that cannot
+/// be mapped (pipes, file systems without mmap), which are streamed instead.
+fn open_mapped(
+    format: Format,
+    shard: &ShardSpec,
+    config: &ReaderConfig,
+) -> std::io::Result<Option<Box<dyn ShardReader>>> {
+    if !matches!(format, Format::ImagenetTar | Format::Tar | Format::Webdataset | Format::Tfrecord) {
+        return Ok(None);
+    }
+    let file = File::open(&shard.path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let (start, len) = shard.member.as_ref().map_or((0, meta.len()), |member| (member.data_offset, member.size));
+    let Ok(mut region) = MappedRegion::new(file, start, len) else { return Ok(None) };
+    let Ok(head) = region.peek(2) else { return Ok(None) };
+    match sniff_compression(&head) {
+        Compression::None => {}
+        Compression::Zlib if format != Format::Tfrecord => {}
+        Compression::Gzip | Compression::Zlib => return Ok(None),
+    }
+    let stem = shard.stem();
+    Ok(Some(match format {
+        Format::ImagenetTar => crate::tar::imagenet_inner_reader_of(region, stem, config),
+        Format::Tar => crate::tar::flat_tar_reader_of(region, stem, config),
+        Format::Webdataset => crate::webdataset::webdataset_reader_of(region, stem, config),
+        _ => Box::new(TfRecordReader::mapped(region, config)),
+    }))
 }
 
 #[cfg(test)]

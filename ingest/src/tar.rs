@@ -28,7 +28,9 @@
 //! - A record is yielded only when all its declared bytes were read. Truncation or a corrupt
 //!   header ends the stream with one error (the place is lost); everything before is yielded.
 
+use crate::source::MappedRegion;
 use crate::{RawLabel, RawPayload, RawRecord, ReaderConfig, RecordError, RejectKind, ShardReader};
+use bytes::Bytes;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -108,7 +110,16 @@ pub fn imagenet_inner_reader<R: Read + Send + 'static>(
     wnid: String,
     config: &ReaderConfig,
 ) -> Box<dyn ShardReader> {
-    Box::new(TarImageReader::new(stream, Naming::ImageNet { wnid }, config))
+    imagenet_inner_reader_of(buffered_source(stream), wnid, config)
+}
+
+/// [`imagenet_inner_reader`] over any [`TarSource`] (a mapped shard: images are views of it).
+pub(crate) fn imagenet_inner_reader_of<S: TarSource + Send + 'static>(
+    source: S,
+    wnid: String,
+    config: &ReaderConfig,
+) -> Box<dyn ShardReader> {
+    Box::new(TarImageReader::new(source, Naming::ImageNet { wnid }, config))
 }
 
 /// Reader of a flat tar whose members' parent directory names the class.
@@ -121,7 +132,16 @@ pub fn flat_tar_reader<R: Read + Send + 'static>(
     shard_stem: String,
     config: &ReaderConfig,
 ) -> Box<dyn ShardReader> {
-    Box::new(TarImageReader::new(stream, Naming::Flat { shard_stem }, config))
+    flat_tar_reader_of(buffered_source(stream), shard_stem, config)
+}
+
+/// [`flat_tar_reader`] over any [`TarSource`].
+pub(crate) fn flat_tar_reader_of<S: TarSource + Send + 'static>(
+    source: S,
+    shard_stem: String,
+    config: &ReaderConfig,
+) -> Box<dyn ShardReader> {
+    Box::new(TarImageReader::new(source, Naming::Flat { shard_stem }, config))
 }
 
 /// How a tar image reader turns a member name into a key and a label.
@@ -131,8 +151,8 @@ enum Naming {
 }
 
 /// One image per regular-file member: the ImageNet inner tar and flat tar readers.
-struct TarImageReader<R> {
-    stream: BufferedTarStream<R>,
+struct TarImageReader<S> {
+    stream: TarStream<S>,
     naming: Naming,
     max_record_bytes: u64,
     next_index: u64,
@@ -140,10 +160,10 @@ struct TarImageReader<R> {
     skipping_rejected: bool,
 }
 
-impl<R: Read> TarImageReader<R> {
-    fn new(stream: R, naming: Naming, config: &ReaderConfig) -> Self {
+impl<S: TarSource> TarImageReader<S> {
+    fn new(source: S, naming: Naming, config: &ReaderConfig) -> Self {
         TarImageReader {
-            stream: buffered_tar_stream(stream),
+            stream: TarStream::new(source),
             naming,
             max_record_bytes: config.max_record_bytes,
             next_index: 0,
@@ -173,15 +193,11 @@ impl<R: Read> TarImageReader<R> {
                 (format!("{shard_stem}/{}", strip_extension(normalized)), label)
             }
         };
-        Ok(RawRecord {
-            index,
-            offset,
-            payload: RawPayload::Image { key, path: Some(name.to_owned()), bytes: bytes.into(), label },
-        })
+        Ok(RawRecord { index, offset, payload: RawPayload::Image { key, path: Some(name.to_owned()), bytes, label } })
     }
 }
 
-impl<R: Read + Send> ShardReader for TarImageReader<R> {
+impl<S: TarSource + Send> ShardReader for TarImageReader<S> {
     fn next_record(&mut self) -> Option<Result<RawRecord, RecordError>> {
         loop {
             let member = match self.stream.next_member() {
@@ -266,13 +282,27 @@ fn parent_dir_name(path: &str) -> Option<&str> {
 pub(crate) trait TarSource: Read {
     /// Passes over up to `n` bytes; returns how many there were (fewer only at end of stream).
     fn skip_bytes(&mut self, n: u64) -> io::Result<u64>;
+
+    /// The next `n` bytes (fewer only at the end of the stream) as a view of memory the source
+    /// already holds, when it holds them (a mapped shard); `None`: read them into a buffer.
+    fn view(&mut self, _n: usize) -> Option<io::Result<Bytes>> {
+        None
+    }
 }
 
-/// The framing over a plain `Read`, buffered: what the streaming readers use.
-pub(crate) type BufferedTarStream<R> = TarStream<Sequential<BufReader<R>>>;
+/// A plain `Read`, buffered: what the streaming readers use.
+pub(crate) fn buffered_source<R: Read>(stream: R) -> Sequential<BufReader<R>> {
+    Sequential(BufReader::with_capacity(STREAM_BUFFER_BYTES, stream))
+}
 
-pub(crate) fn buffered_tar_stream<R: Read>(stream: R) -> BufferedTarStream<R> {
-    TarStream::new(Sequential(BufReader::with_capacity(STREAM_BUFFER_BYTES, stream)))
+impl TarSource for MappedRegion {
+    fn skip_bytes(&mut self, n: u64) -> io::Result<u64> {
+        Ok(self.skip(n))
+    }
+
+    fn view(&mut self, n: usize) -> Option<io::Result<Bytes>> {
+        Some(MappedRegion::view(self, n))
+    }
 }
 
 /// A plain sequential stream: skipped data is read through a small buffer and dropped.
@@ -461,11 +491,11 @@ impl<S: TarSource> TarStream<S> {
                 let member = self.begin_member(own_name, entry_type, declared_size, header_offset, data_offset)?;
                 let data = self.read_data(&member)?;
                 if entry_type.is_gnu_longname() {
-                    long_name = Some(data);
+                    long_name = Some(data.to_vec());
                 } else if entry_type.is_gnu_longlink() {
                     long_link_seen = true;
                 } else {
-                    pax = Some(data);
+                    pax = Some(data.to_vec());
                 }
                 continue;
             }
@@ -528,7 +558,7 @@ impl<S: TarSource> TarStream<S> {
 
     /// Reads all data of `member`, which must be the member `next_member` just returned.
     /// The caller checks the size limit first; the buffer is allocated at the declared size.
-    pub fn read_data(&mut self, member: &MemberHeader) -> Result<Vec<u8>, RecordError> {
+    pub fn read_data(&mut self, member: &MemberHeader) -> Result<Bytes, RecordError> {
         if self.done || self.position != member.data_offset {
             return Err(RecordError::new(
                 RejectKind::Malformed,
@@ -542,7 +572,7 @@ impl<S: TarSource> TarStream<S> {
         result
     }
 
-    fn read_data_inner(&mut self, member: &MemberHeader) -> Result<Vec<u8>, RecordError> {
+    fn read_data_inner(&mut self, member: &MemberHeader) -> Result<Bytes, RecordError> {
         let capacity = usize::try_from(member.size).map_err(|_| {
             RecordError::new(
                 RejectKind::BadLength,
@@ -550,12 +580,19 @@ impl<S: TarSource> TarStream<S> {
             )
             .with_offset(member.header_offset)
         })?;
-        let mut bytes = Vec::with_capacity(capacity);
-        let read = (&mut self.source).take(member.size).read_to_end(&mut bytes);
+        let bytes = match self.source.view(capacity) {
+            Some(view) => view.map_err(|error| stream_failure(error, self.position))?,
+            None => {
+                let mut bytes = Vec::with_capacity(capacity);
+                let read = (&mut self.source).take(member.size).read_to_end(&mut bytes);
+                if let Err(error) = read {
+                    self.position += bytes.len() as u64;
+                    return Err(stream_failure(error, self.position));
+                }
+                Bytes::from(bytes)
+            }
+        };
         self.position += bytes.len() as u64;
-        if let Err(error) = read {
-            return Err(stream_failure(error, self.position));
-        }
         let present = bytes.len() as u64;
         if present < member.size {
             return Err(RecordError::new(
@@ -1185,7 +1222,7 @@ pub(crate) mod tests {
 
     #[test]
     fn over_limit_member_is_skipped_unread_and_the_next_one_read() {
-        let config = ReaderConfig { max_record_bytes: 1000 };
+        let config = ReaderConfig { max_record_bytes: 1000, ..Default::default() };
         let bytes = TestTar::new(Format::Gnu)
             .file("a.JPEG", &data(1000, 1))
             .file("b.JPEG", &data(5000, 2))
@@ -1358,6 +1395,38 @@ pub(crate) mod tests {
             prop_assert_eq!(got, expected);
             // Both end-of-archive blocks are read: the second one is checked.
             prop_assert_eq!(stream.position(), bytes.len() as u64);
+        }
+
+        /// A mapped shard (images as views of the map) reads exactly as the same bytes streamed,
+        /// damage included: the same records, the same rejects, the same byte count.
+        #[test]
+        fn mapped_and_streamed_shards_read_the_same(
+            bytes in arb_tar(),
+            cut in any::<prop::sample::Index>(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..3),
+        ) {
+            let mut damaged = bytes;
+            if !damaged.is_empty() {
+                for (at, mask) in &flips {
+                    let i = at.index(damaged.len());
+                    damaged[i] ^= mask;
+                }
+            }
+            damaged.truncate(cut.index(damaged.len() + 1));
+            let mut file = tempfile::tempfile().expect("temp file");
+            std::io::Write::write_all(&mut file, &damaged).expect("write");
+            let region = MappedRegion::new(file, 0, damaged.len() as u64).expect("map");
+            let config = ReaderConfig { max_record_bytes: 1000, ..Default::default() };
+            let mut streamed = flat_tar_reader(io::Cursor::new(damaged), "s".into(), &config);
+            let mut mapped = flat_tar_reader_of(region, "s".into(), &config);
+            loop {
+                let (a, b) = (streamed.next_record(), mapped.next_record());
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                prop_assert_eq!(streamed.bytes_read(), mapped.bytes_read());
+                if a.is_none() {
+                    break;
+                }
+            }
         }
 
         /// Damage anywhere (a cut, flipped bytes): no panic, the reader ends, and every record

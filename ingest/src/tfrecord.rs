@@ -29,7 +29,9 @@
 //! - There is no sync marker to resynchronise on, so after a bad length CRC, an oversized length,
 //!   a truncation or an I/O error the reader yields one error and then ends.
 
+use crate::source::MappedRegion;
 use crate::{RawPayload, RawRecord, ReaderConfig, RecordError, RejectKind, ShardReader};
+use bytes::Bytes;
 use std::io::{self, Read, Write};
 
 /// Bytes before the data: the u64 length and its u32 masked CRC.
@@ -107,19 +109,48 @@ pub fn tfrecord_reader<R: Read + Send + 'static>(stream: R, config: &ReaderConfi
 ///
 /// The stream should be buffered: the reader asks for 12 header bytes, the payload and 4 footer
 /// bytes per record.
-#[derive(Debug)]
 pub struct TfRecordReader<R> {
-    stream: R,
+    stream: Stream<R>,
     max_record_bytes: u64,
     next_index: u64,
     bytes_read: u64,
     finished: bool,
 }
 
+/// Where the records come from: a stream (payloads are read into buffers of their own) or a
+/// mapped shard (payloads are views of the map).
+enum Stream<R> {
+    Read(R),
+    Mapped(MappedRegion),
+}
+
+impl<R: Read> Read for Stream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Read(stream) => stream.read(buf),
+            Stream::Mapped(region) => region.read(buf),
+        }
+    }
+}
+
+impl TfRecordReader<io::Empty> {
+    /// Frames the records of a mapped shard: payloads (and the images in them) are views of
+    /// the map, not copies.
+    pub(crate) fn mapped(region: MappedRegion, config: &ReaderConfig) -> Self {
+        TfRecordReader {
+            stream: Stream::Mapped(region),
+            max_record_bytes: config.max_record_bytes,
+            next_index: 0,
+            bytes_read: 0,
+            finished: false,
+        }
+    }
+}
+
 impl<R: Read> TfRecordReader<R> {
     pub fn new(stream: R, config: &ReaderConfig) -> Self {
         TfRecordReader {
-            stream,
+            stream: Stream::Read(stream),
             max_record_bytes: config.max_record_bytes,
             next_index: 0,
             bytes_read: 0,
@@ -137,11 +168,7 @@ impl<R: Read> TfRecordReader<R> {
         match self.frame_record(offset) {
             Ok(Some((data, masked_data_crc))) => {
                 self.next_index += 1;
-                Some(Ok(RawRecord {
-                    index,
-                    offset,
-                    payload: RawPayload::TfRecord { data: data.into(), masked_data_crc },
-                }))
+                Some(Ok(RawRecord { index, offset, payload: RawPayload::TfRecord { data, masked_data_crc } }))
             }
             Ok(None) => {
                 self.finished = true;
@@ -161,7 +188,7 @@ impl<R: Read> TfRecordReader<R> {
 
     /// Reads one record starting at `offset`: `Ok(None)` on a clean end exactly at a record
     /// boundary; errors come without index/offset, which [`Self::read_record`] adds.
-    fn frame_record(&mut self, offset: u64) -> Result<Option<(Vec<u8>, u32)>, RecordError> {
+    fn frame_record(&mut self, offset: u64) -> Result<Option<(Bytes, u32)>, RecordError> {
         let mut header = [0u8; HEADER_BYTES];
         let found = self.fill(&mut header, "header", offset)?;
         if found == 0 {
@@ -200,10 +227,26 @@ impl<R: Read> TfRecordReader<R> {
         })?;
 
         let data_offset = offset.saturating_add(to_u64(HEADER_BYTES));
-        let mut data = vec![0u8; len];
-        let found = self.fill(&mut data, "data", data_offset)?;
-        if found < len {
-            return Err(truncated("data", len, found, data_offset));
+        let data = match &mut self.stream {
+            Stream::Mapped(region) => {
+                let data = region.view(len).map_err(|error| {
+                    RecordError::new(
+                        RejectKind::ShardUnreadable,
+                        format!("mapping the data at byte {data_offset} failed: {error}"),
+                    )
+                })?;
+                self.bytes_read = self.bytes_read.saturating_add(to_u64(data.len()));
+                data
+            }
+            Stream::Read(_) => {
+                let mut data = vec![0u8; len];
+                let found = self.fill(&mut data, "data", data_offset)?;
+                data.truncate(found);
+                Bytes::from(data)
+            }
+        };
+        if data.len() < len {
+            return Err(truncated("data", len, data.len(), data_offset));
         }
 
         let footer_offset = data_offset.saturating_add(length);
@@ -430,7 +473,7 @@ mod tests {
 
     #[test]
     fn length_equal_to_the_limit_is_accepted() {
-        let config = ReaderConfig { max_record_bytes: 3 };
+        let config = ReaderConfig { max_record_bytes: 3, ..Default::default() };
         let items: Vec<_> = TfRecordReader::new(Cursor::new(stream_of(&[b"abc", b"abcd"])), &config).collect();
         assert_eq!(items.len(), 2);
         assert!(items[0].is_ok());
@@ -567,6 +610,18 @@ mod tests {
         assert_eq!(reader.bytes_read(), 37);
     }
 
+    /// The stream of `payloads` with bytes flipped, then cut.
+    fn damaged_stream(payloads: &[Vec<u8>], flips: &[(prop::sample::Index, u8)], cut: prop::sample::Index) -> Vec<u8> {
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let mut bytes = stream_of(&refs);
+        for (position, mask) in flips {
+            let i = position.index(bytes.len());
+            bytes[i] ^= mask;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        bytes
+    }
+
     proptest! {
         #[test]
         fn write_then_read_round_trips(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
@@ -588,6 +643,32 @@ mod tests {
             prop_assert_eq!(reader.bytes_read(), total);
         }
 
+        /// A mapped shard (payloads as views of the map) reads exactly as the same bytes
+        /// streamed, damage included.
+        #[test]
+        fn mapped_and_streamed_shards_read_the_same(
+            payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 1..6),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..3),
+            cut in any::<prop::sample::Index>(),
+            max_record_bytes in 0u64..64,
+        ) {
+            let bytes = damaged_stream(&payloads, &flips, cut);
+            let mut file = tempfile::tempfile().expect("temp file");
+            std::io::Write::write_all(&mut file, &bytes).expect("write");
+            let region = MappedRegion::new(file, 0, bytes.len() as u64).expect("map");
+            let config = ReaderConfig { max_record_bytes, ..Default::default() };
+            let mut streamed = TfRecordReader::new(Cursor::new(bytes), &config);
+            let mut mapped = TfRecordReader::mapped(region, &config);
+            loop {
+                let (a, b) = (streamed.read_record(), mapped.read_record());
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                prop_assert_eq!(streamed.bytes_read(), mapped.bytes_read());
+                if a.is_none() {
+                    break;
+                }
+            }
+        }
+
         #[test]
         fn mutated_streams_never_panic(
             payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..48), 1..6),
@@ -595,15 +676,9 @@ mod tests {
             cut in any::<prop::sample::Index>(),
             max_record_bytes in 0u64..64,
         ) {
-            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            let mut bytes = stream_of(&refs);
-            for (position, mask) in &flips {
-                let i = position.index(bytes.len());
-                bytes[i] ^= mask;
-            }
-            bytes.truncate(cut.index(bytes.len() + 1));
+            let bytes = damaged_stream(&payloads, &flips, cut);
             let total = bytes.len() as u64;
-            let config = ReaderConfig { max_record_bytes };
+            let config = ReaderConfig { max_record_bytes, ..Default::default() };
             let mut reader = TfRecordReader::new(Cursor::new(bytes), &config);
             let items = drain(&mut reader);
             prop_assert!(items.len() <= payloads.len() + 1);

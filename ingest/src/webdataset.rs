@@ -18,8 +18,9 @@
 //! Memory: only the chosen image and label members are read (each checked against
 //! `max_record_bytes` first), other members' data is skipped unread, and a sample records at
 //! most [`MAX_MEMBERS_PER_SAMPLE`] extensions.
-use crate::tar::{buffered_tar_stream, check_member_size, normalize_member_name, BufferedTarStream, MemberHeader};
+use crate::tar::{buffered_source, check_member_size, normalize_member_name, MemberHeader, TarSource, TarStream};
 use crate::{RawLabel, RawPayload, RawRecord, ReaderConfig, RecordError, RejectKind, ShardReader};
+use bytes::Bytes;
 use std::io::Read;
 
 /// Image extensions in order of preference: a sample with `jpg` and `png` uses the `jpg`.
@@ -38,8 +39,17 @@ pub fn webdataset_reader<R: Read + Send + 'static>(
     shard_stem: String,
     config: &ReaderConfig,
 ) -> Box<dyn ShardReader> {
+    webdataset_reader_of(buffered_source(stream), shard_stem, config)
+}
+
+/// [`webdataset_reader`] over any [`TarSource`] (a mapped shard: images are views of it).
+pub(crate) fn webdataset_reader_of<S: TarSource + Send + 'static>(
+    source: S,
+    shard_stem: String,
+    config: &ReaderConfig,
+) -> Box<dyn ShardReader> {
     Box::new(WebDatasetReader {
-        stream: buffered_tar_stream(stream),
+        stream: TarStream::new(source),
         shard_stem,
         max_record_bytes: config.max_record_bytes,
         current: None,
@@ -79,7 +89,7 @@ struct Chosen {
     rank: usize,
     extension: String,
     member_name: String,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 /// The sample being gathered.
@@ -102,8 +112,8 @@ impl Sample {
     }
 }
 
-struct WebDatasetReader<R> {
-    stream: BufferedTarStream<R>,
+struct WebDatasetReader<S> {
+    stream: TarStream<S>,
     shard_stem: String,
     max_record_bytes: u64,
     current: Option<Sample>,
@@ -112,7 +122,7 @@ struct WebDatasetReader<R> {
     deferred: Option<RecordError>,
 }
 
-impl<R: Read> WebDatasetReader<R> {
+impl<S: TarSource> WebDatasetReader<S> {
     fn full_key(&self, key: &str) -> String {
         format!("{}/{key}", self.shard_stem)
     }
@@ -135,13 +145,13 @@ impl<R: Read> WebDatasetReader<R> {
             .named(key));
         };
         let label = match sample.label {
-            Some(label) => RawLabel::SideFile { extension: label.extension, bytes: label.bytes },
+            Some(label) => RawLabel::SideFile { extension: label.extension, bytes: label.bytes.to_vec() },
             None => RawLabel::Missing,
         };
         Ok(RawRecord {
             index: sample.index,
             offset: sample.offset,
-            payload: RawPayload::Image { key, path: Some(image.member_name), bytes: image.bytes.into(), label },
+            payload: RawPayload::Image { key, path: Some(image.member_name), bytes: image.bytes, label },
         })
     }
 
@@ -160,7 +170,7 @@ impl<R: Read> WebDatasetReader<R> {
     /// Adds one member to `sample`, reading its data only when it becomes the image or label.
     /// Errors are stream errors (the place is lost); sample problems are recorded in `sample`.
     fn add_member(
-        stream: &mut BufferedTarStream<R>,
+        stream: &mut TarStream<S>,
         max_record_bytes: u64,
         sample: &mut Sample,
         member: &MemberHeader,
@@ -202,7 +212,7 @@ impl<R: Read> WebDatasetReader<R> {
     }
 }
 
-impl<R: Read + Send> ShardReader for WebDatasetReader<R> {
+impl<S: TarSource + Send> ShardReader for WebDatasetReader<S> {
     fn next_record(&mut self) -> Option<Result<RawRecord, RecordError>> {
         if let Some(error) = self.deferred.take() {
             return Some(Err(error));
@@ -398,7 +408,7 @@ mod tests {
 
     #[test]
     fn over_limit_image_rejects_the_sample_unread() {
-        let config = ReaderConfig { max_record_bytes: 100 };
+        let config = ReaderConfig { max_record_bytes: 100, ..Default::default() };
         let results = wds_with(
             TestTar::new(Format::Gnu)
                 .file("a.jpg", &[1; 101])

@@ -109,6 +109,10 @@ pub struct IngestArgs {
     /// Largest record (image, tar member, TFRecord payload) read into memory, in MiB
     #[arg(long, default_value_t = bitkit_ingest::DEFAULT_MAX_RECORD_BYTES >> 20)]
     pub max_record_mb: u64,
+    /// Read shards with read() instead of memory maps (for shards another process may truncate
+    /// while they are read: a mapped file cut short kills the process with SIGBUS)
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Target image bytes per Parquet row group, in MiB
     #[arg(long, default_value_t = bitkit_ingest::dataset::writer::DEFAULT_ROW_GROUP_BYTES >> 20)]
     pub row_group_mb: u64,
@@ -167,6 +171,7 @@ fn resolve(args: IngestArgs) -> anyhow::Result<(IngestConfig, bool, bool)> {
         quality,
         max_pixels,
         max_record_mb,
+        no_mmap,
         row_group_mb,
         part_mb,
         json,
@@ -191,7 +196,7 @@ fn resolve(args: IngestArgs) -> anyhow::Result<(IngestConfig, bool, bool)> {
         _ => None,
     };
     config.max_pixels = max_pixels;
-    config.reader = ReaderConfig { max_record_bytes: mib(max_record_mb, "--max-record-mb")? };
+    config.reader = ReaderConfig { max_record_bytes: mib(max_record_mb, "--max-record-mb")?, mmap: !no_mmap };
     config.abort_after_parts = std::env::var("BITKIT_FAULT_ABORT_AFTER_PARTS").ok().and_then(|v| v.parse().ok());
     config.writer = WriterSettings {
         row_group_bytes: mib(row_group_mb, "--row-group-mb")?,

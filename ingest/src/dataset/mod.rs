@@ -15,8 +15,11 @@
 //! - [`index`]: random access for the training loader: every image's file offset and the
 //!   per-row metadata, in memory.
 
+mod image_pages;
 pub mod index;
 pub mod manifest;
+mod part_hash;
+mod part_sink;
 pub mod reader;
 pub mod schema;
 pub mod writer;

@@ -4,43 +4,46 @@
 //! `part-NNNNN.parquet` only when complete: a crash never leaves a file under a final name that
 //! is not whole.
 //!
-//! Speed: the writer thread is the serial stage of ingest, so it does as little as possible.
-//! Kernel writeback of each row group is started as soon as it is written (`sync_file_range`
-//! on Linux), so the final fsync waits for little; the part's blake3 is computed after close on all
-//! cores, while the fsync runs (measured: the in-line hash and fsync took
-//! a third of the wall time of an ingest).
+//! Speed: writing is the serial stage of ingest, so it does as little as possible.
+//! - Row groups are written on a thread of their own ([`PartWriter`]) while the next fills.
+//! - Small columns go through parquet's column writers; the `image.bytes` pages are framed by
+//!   hand ([`super::image_pages`]) and the images go to the file with `writev` as the views
+//!   they arrived as (of a mapped shard, [`crate::source`]): no copy in user space.
+//! - The part's blake3 is computed on worker threads as it is written, leaf by leaf of
+//!   BLAKE3's tree ([`super::part_hash`]), not by reading the file back after it is closed.
+//! - Kernel writeback of each row group is started as soon as it is written
+//!   (`sync_file_range`, on a thread of its own), so the final fsync waits for little.
+//!
+//! Measured on the 4,000-image benchmark (docs/ingest.md): the write thread went from 197 ms
+//! of samples (parquet's encoder copying images, hashing, writeback) to ~90 ms (the kernel's
+//! copy into the page cache and ext4's bookkeeping).
 //!
 //! Determinism: row groups are cut by a rule that depends only on the rows written since the
 //! part began (image bytes), never on how upstream stages chunked the stream. A resumed run
 //! starts a part at the same row as an uninterrupted run, so every part is byte-identical.
-//!
-//! Columns are written with parquet's column writers straight to the file, leaf by leaf, from
-//! the rows of a row group: the image bytes move from the reader's buffer into the encoder
-//! without a copy, and only one page is in memory at a time. (Through Arrow's `ArrowWriter`
-//! every image was copied into an Arrow array, then every encoded page of a row group was kept
-//! in memory until the row group closed: 128 MiB of fresh pages per row group, which the kernel
-//! zero-filled; that was ~40% of the writer thread's time.) The file carries the same
-//! `ARROW:schema` as an `ArrowWriter` file, so Arrow readers see the exact schema.
+//! The file carries the same `ARROW:schema` as an `ArrowWriter` file, so Arrow readers see the
+//! exact schema, and parquet's own writer writes the footer and the page index.
 
+use super::image_pages::{frame_image_chunk, FramedChunk, Placeholder};
+use super::part_sink::{ClosedSink, PartSink};
 use super::schema::{dataset_schema, Row, HUGGINGFACE_METADATA_KEY};
 use crate::{Error, Result};
+use crossbeam_channel::{Receiver, Sender};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int32Type, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Image values per `write_batch` call: the page-size check runs after each call, so pages
-/// stay near the 1 MiB limit even with multi-megabyte images.
-const IMAGE_VALUES_PER_CALL: usize = 4;
+/// Leaf index of `image.bytes` in the dataset schema (after `key`).
+const IMAGE_BYTES_LEAF: usize = 1;
 /// Image bytes per row group: DESIGN §2 asks ~64-128 MB; HF's viewer rejects > 300 MB.
-pub const DEFAULT_ROW_GROUP_BYTES: u64 = 128 << 20;
+pub const DEFAULT_ROW_GROUP_BYTES: u64 = 64 << 20;
 /// Image bytes per part file: DESIGN §2 asks ~0.5-1 GB.
 pub const DEFAULT_PART_BYTES: u64 = 1 << 30;
 /// zstd level of the metadata columns: they are small; level 3 is zstd's default.
@@ -90,56 +93,6 @@ pub fn writer_properties(class_names: Option<&[String]>, with_original_hash: boo
     builder.build()
 }
 
-/// A `Write` that counts what passes through it.
-struct CountingWriter<W: Write> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Asks the kernel to start writing back what has been written so far, without waiting.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid open descriptor; offset 0 / nbytes 0 = the whole file; the call only
-    // schedules I/O and has no memory-safety preconditions.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File) {}
-
-/// blake3 of a file, read in blocks and hashed on all cores (no memory map: a mapped part would
-/// count towards the process's resident memory).
-fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
-    use std::io::Read;
-    let mut file = File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut block = vec![0u8; HASH_BLOCK_BYTES];
-    loop {
-        let n = file.read(&mut block)?;
-        if n == 0 {
-            return Ok(hasher.finalize());
-        }
-        hasher.update_rayon(&block[..n]);
-    }
-}
-
-/// Large enough for blake3's multi-threaded hashing to pay off, small next to a row group.
-const HASH_BLOCK_BYTES: usize = 4 << 20;
-
 /// What a finished part looks like in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrittenPart {
@@ -149,13 +102,26 @@ pub struct WrittenPart {
     pub blake3: String,
 }
 
-type FileSink = CountingWriter<BufWriter<File>>;
+type FileWriter = SerializedFileWriter<PartSink>;
+
+/// The thread that encodes and writes a part's row groups (see [`PartWriter`]).
+struct Flusher {
+    /// A rendezvous channel: a row group is handed over only when the flusher is free, so at
+    /// most two row groups are in memory (the one being written, the one being filled).
+    groups: Sender<Vec<Row>>,
+    thread: std::thread::JoinHandle<Result<FileWriter>>,
+    sink: PartSink,
+}
 
 /// Writes one part file; see the module docs for the atomicity and determinism rules.
+///
+/// Row groups are encoded and written on a thread of their own while the next one fills:
+/// written on the ingest's writer thread, each 64 MiB row group stalled the readers for its
+/// encoding, write and hash (the pipeline ran on about one of two cores).
 pub struct PartWriter {
     final_path: PathBuf,
     temp_path: PathBuf,
-    writer: SerializedFileWriter<FileSink>,
+    flusher: Option<Flusher>,
     /// Rows of the row group in progress (up to `row_group_bytes` of images).
     pending: Vec<Row>,
     pending_bytes: u64,
@@ -184,14 +150,22 @@ impl PartWriter {
             .convert(&schema)
             .map_err(parquet_error)?;
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
-        let file = File::create(&temp_path).map_err(|source| Error::Write { path: temp_path.clone(), source })?;
-        let sink = CountingWriter { inner: BufWriter::with_capacity(1 << 20, file), bytes: 0 };
-        let writer =
-            SerializedFileWriter::new(sink, descriptor.root_schema_ptr(), Arc::new(props)).map_err(parquet_error)?;
+        let write_error = |source| Error::Write { path: temp_path.clone(), source };
+        let file = File::create(&temp_path).map_err(write_error)?;
+        let sink = PartSink::new(file).map_err(write_error)?;
+        let writer = SerializedFileWriter::new(sink.clone(), descriptor.root_schema_ptr(), Arc::new(props))
+            .map_err(parquet_error)?;
+        let (groups, received) = crossbeam_channel::bounded::<Vec<Row>>(0);
+        let path = temp_path.clone();
+        let image_sink = sink.clone();
+        let thread = std::thread::Builder::new()
+            .name("bitkit-part-writer".into())
+            .spawn(move || flush_row_groups(writer, image_sink, received, &path, with_original_hash))
+            .map_err(write_error)?;
         Ok(PartWriter {
             final_path,
             temp_path,
-            writer,
+            flusher: Some(Flusher { groups, thread, sink }),
             pending: Vec::new(),
             pending_bytes: 0,
             settings,
@@ -230,54 +204,118 @@ impl PartWriter {
         self.rows += 1;
         self.pending.push(row);
         if self.pending_bytes >= self.settings.row_group_bytes {
-            self.write_row_group()?;
+            self.hand_over_row_group()?;
         }
         Ok(())
     }
 
-    /// Writes the pending rows as one row group, column by column.
-    fn write_row_group(&mut self) -> Result<()> {
+    /// Gives the pending rows to the flusher as one row group; waits while it writes the
+    /// previous one.
+    fn hand_over_row_group(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let path = self.temp_path.clone();
-        let mut group = self.writer.next_row_group().map_err(|source| Error::Parquet { path: path.clone(), source })?;
-        write_columns(&mut group, rows, self.with_original_hash)
-            .map_err(|source| Error::Parquet { path: path.clone(), source })?;
-        group.close().map_err(|source| Error::Parquet { path, source })?;
-        start_writeback(self.writer.inner().inner.get_ref());
-        Ok(())
+        let sent = match &self.flusher {
+            Some(flusher) => flusher.groups.send(rows).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The flusher stopped: its error says why.
+        match self.join_flusher() {
+            Err(error) => Err(error),
+            Ok(_) => Err(Error::Write {
+                path: self.temp_path.clone(),
+                source: std::io::Error::other("the part's writer thread stopped early"),
+            }),
+        }
+    }
+
+    /// Closes the hand-over channel and waits for the flusher to write what it holds.
+    fn join_flusher(&mut self) -> Result<FileWriter> {
+        let Some(Flusher { groups, thread, sink: _ }) = self.flusher.take() else {
+            return Err(Error::Write {
+                path: self.temp_path.clone(),
+                source: std::io::Error::other("the part's writer thread is gone"),
+            });
+        };
+        drop(groups);
+        thread.join().unwrap_or_else(|_| {
+            Err(Error::Write {
+                path: self.temp_path.clone(),
+                source: std::io::Error::other("the part's writer thread panicked"),
+            })
+        })
     }
 
     /// Writes the footer, fsyncs, renames to the final name; returns the manifest entry.
     pub fn finish(mut self) -> Result<WrittenPart> {
-        self.write_row_group()?;
+        self.hand_over_row_group()?;
+        let sink = match &self.flusher {
+            Some(flusher) => flusher.sink.clone(),
+            None => return Err(Error::Write { path: self.temp_path.clone(), source: closed_part() }),
+        };
+        let mut writer = self.join_flusher()?;
         let temp_path = self.temp_path.clone();
-        let sink = self.writer.into_inner().map_err(|source| Error::Parquet { path: temp_path.clone(), source })?;
-        let CountingWriter { inner, bytes } = sink;
-        let file = inner.into_inner().map_err(|e| Error::Write { path: temp_path.clone(), source: e.into_error() })?;
-        let (synced, hashed) = std::thread::scope(|scope| {
-            let sync = scope.spawn(|| file.sync_all());
-            let hashed = hash_file(&temp_path);
-            (sync.join().unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked"))), hashed)
-        });
-        synced.map_err(|source| Error::Write { path: temp_path.clone(), source })?;
-        let hash = hashed.map_err(|source| Error::Read { path: temp_path.clone(), source })?;
+        let write_error = |source| Error::Write { path: temp_path.clone(), source };
+        let parquet_error = |source| Error::Parquet { path: temp_path.clone(), source };
+        writer.finish().map_err(parquet_error)?;
+        let parquet_bytes = writer.bytes_written() as u64;
+        drop(writer);
+        let ClosedSink { file, bytes, blake3 } = sink.close().map_err(write_error)?;
+        if bytes != parquet_bytes {
+            return Err(write_error(std::io::Error::other(format!(
+                "the part has {bytes} bytes but its Parquet writer counted {parquet_bytes}"
+            ))));
+        }
+        file.sync_all().map_err(write_error)?;
         drop(file);
         std::fs::rename(&temp_path, &self.final_path)
             .map_err(|source| Error::Write { path: self.final_path.clone(), source })?;
         let file = self.final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(WrittenPart { file, rows: self.rows, bytes, blake3: hash.to_hex().to_string() })
+        Ok(WrittenPart { file, rows: self.rows, bytes, blake3: blake3.to_hex().to_string() })
     }
 
     /// Drops the temporary file (an abandoned part).
-    pub fn abandon(self) {
-        let temp = self.temp_path.clone();
-        drop(self);
-        let _ = std::fs::remove_file(temp);
+    pub fn abandon(mut self) {
+        self.pending.clear();
+        let _ = self.join_flusher();
+        let _ = std::fs::remove_file(&self.temp_path);
     }
+}
+
+/// The flusher thread: writes each row group it is handed, column by column; returns the file
+/// writer when the channel closes (or the first error).
+fn flush_row_groups(
+    mut writer: FileWriter,
+    sink: PartSink,
+    groups: Receiver<Vec<Row>>,
+    path: &Path,
+    with_original_hash: bool,
+) -> Result<FileWriter> {
+    let parquet_error = |source| Error::Parquet { path: path.to_path_buf(), source };
+    let image_column = writer.schema_descr().column(IMAGE_BYTES_LEAF);
+    if image_column.path().string() != "image.bytes" {
+        return Err(parquet_error(parquet::errors::ParquetError::General(format!(
+            "leaf {IMAGE_BYTES_LEAF} of the schema is {}, not image.bytes",
+            image_column.path()
+        ))));
+    }
+    let page_bytes = writer.properties().data_page_size_limit();
+    for rows in groups.iter() {
+        let mut group = writer.next_row_group().map_err(parquet_error)?;
+        write_columns(&mut group, &sink, &image_column, page_bytes, rows, with_original_hash).map_err(parquet_error)?;
+        group.close().map_err(parquet_error)?;
+        sink.start_writeback().map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+    }
+    Ok(writer)
+}
+
+fn closed_part() -> std::io::Error {
+    std::io::Error::other("the part's writer thread is gone")
 }
 
 /// Definition levels of the dataset's leaves (DESIGN §2 types, every field nullable):
@@ -292,7 +330,10 @@ const LIST_NULL: i16 = 0;
 
 /// Writes every leaf column of `rows`, in schema order.
 fn write_columns(
-    group: &mut SerializedRowGroupWriter<'_, FileSink>,
+    group: &mut SerializedRowGroupWriter<'_, PartSink>,
+    sink: &PartSink,
+    image_column: &ColumnDescPtr,
+    page_bytes: usize,
     rows: Vec<Row>,
     with_original_hash: bool,
 ) -> parquet::errors::Result<()> {
@@ -329,8 +370,7 @@ fn write_columns(
             original_hash,
         } = row;
         keys.push(ByteArray::from(key.into_bytes()));
-        // `ByteArray::from(Vec<u8>)` takes the buffer over: no copy of the image.
-        images.push(ByteArray::from(image_bytes));
+        images.push(image_bytes);
         match image_path {
             Some(path) => {
                 paths.push(ByteArray::from(path.into_bytes()));
@@ -364,7 +404,6 @@ fn write_columns(
             original_hashes.push(FixedLenByteArray::from(hash.to_vec()));
         }
     }
-    let image_levels = vec![IMAGE_FIELD_PRESENT; n];
 
     macro_rules! column {
         ($kind:ty, $values:expr, $def:expr, $rep:expr) => {{
@@ -378,16 +417,13 @@ fn write_columns(
         }};
     }
     column!(ByteArrayType, &keys, Some(&all_present), None);
-    {
-        let Some(mut column) = group.next_column()? else {
-            return Err(parquet::errors::ParquetError::General("the schema has no image.bytes leaf".into()));
-        };
-        let writer = column.typed::<ByteArrayType>();
-        for (values, levels) in images.chunks(IMAGE_VALUES_PER_CALL).zip(image_levels.chunks(IMAGE_VALUES_PER_CALL)) {
-            writer.write_batch(values, Some(levels), None)?;
-        }
-        column.close()?;
-    }
+    // The images: framed here and written beside the Parquet writer (see `part_sink`), then
+    // registered with it through a placeholder of the same length.
+    let FramedChunk { segments, close } = frame_image_chunk(image_column.clone(), images, page_bytes)?;
+    let len = close.bytes_written;
+    sink.write_segments(segments)?;
+    sink.swallow(len)?;
+    group.append_column(&Placeholder { len }, close)?;
     column!(ByteArrayType, &paths, Some(&path_levels), None);
     column!(Int64Type, &labels, Some(&label_levels), None);
     column!(Int64Type, &items, Some(&item_def), Some(&item_rep));
